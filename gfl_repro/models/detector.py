@@ -1,0 +1,51 @@
+"""The dense detector: backbone -> FPN -> head, with its priors, targets and post-processing.
+
+Legend: B images, P priors over all levels.
+"""
+
+from torch import Tensor, nn
+
+from gfl_repro.models.assigners import atss_assign
+from gfl_repro.models.box_coding import Priors, make_priors
+from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
+from gfl_repro.models.postprocess import InferenceConfig
+from gfl_repro.models.targets import Assigner, batch_targets
+
+
+class Detector(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: GFLHead,
+        strides: tuple[int, ...] = (8, 16, 32, 64, 128),
+        anchor_scale: float = 8.0,
+        assigner: Assigner = atss_assign,
+        inference: InferenceConfig = InferenceConfig(),
+    ):
+        super().__init__()
+        self.backbone, self.neck, self.head = backbone, neck, head
+        self.strides, self.anchor_scale = tuple(strides), anchor_scale
+        self.assigner, self.inference = assigner, inference
+        self._priors: dict[tuple, Priors] = {}
+
+    def forward(self, images: Tensor) -> HeadOutput:
+        return self.head(self.neck(self.backbone(images)))
+
+    def priors(self, out: HeadOutput) -> Priors:
+        device = out.scores.device
+        key = (out.level_sizes, str(device))
+        if key not in self._priors:
+            sizes = list(out.level_sizes)
+            self._priors[key] = make_priors(sizes, list(self.strides), self.anchor_scale, device)
+        return self._priors[key]
+
+    def loss(self, images: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+        out = self(images)
+        priors = self.priors(out)
+        tgt = batch_targets(priors, targets, self.head.num_classes, self.assigner)
+        return self.head.loss(out, priors, tgt)
+
+    def predict(self, images: Tensor, metas: list[dict]) -> list[dict[str, Tensor]]:
+        out = self(images)
+        return self.head.predict(out, self.priors(out), metas, self.inference)

@@ -1,0 +1,172 @@
+"""The GFL head (GFLV1, and GFLV2 when a quality branch is injected).
+
+Legend: B images, P priors over all levels, P+ positives, C classes, n = reg_max,
+F feature channels, (H, W) a level's size.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from gfl_repro.models.box_coding import (
+    Priors,
+    aligned_iou,
+    bbox2distance,
+    distance2bbox,
+    integral,
+)
+from gfl_repro.models.losses import (
+    distribution_focal_loss,
+    giou_loss,
+    quality_focal_loss,
+    reduce_mean,
+)
+from gfl_repro.models.postprocess import InferenceConfig, multiclass_nms, topk_per_level
+from gfl_repro.models.targets import Targets
+
+PRIOR_PROB = 0.01
+
+
+class ConvGNReLU(nn.Sequential):
+    """3x3 conv without bias, GroupNorm, ReLU; submodule names match mmdetection's ConvModule."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int = 32):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.gn = nn.GroupNorm(groups, out_ch)
+        self.act = nn.ReLU(inplace=True)
+        nn.init.normal_(self.conv.weight, std=0.01)
+
+
+class Scale(nn.Module):
+    def __init__(self, value: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(value, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class HeadOutput(NamedTuple):
+    scores: Tensor  # (B, P, C) J = C x I, probabilities
+    reg: Tensor  # (B, P, 4 * (n + 1)) distribution logits, float32
+    quality: Tensor | None  # (B, P) I, or None without a quality branch
+    level_sizes: tuple[tuple[int, int], ...]
+
+
+class LossWeights(NamedTuple):
+    qfl: float = 1.0
+    bbox: float = 2.0
+    dfl: float = 0.25
+
+
+def flatten_level(x: Tensor) -> Tensor:
+    """(B, K, H, W) -> (B, H * W, K), row-major over locations."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+class GFLHead(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 256,
+        feat_channels: int = 256,
+        stacked_convs: int = 4,
+        reg_max: int = 16,
+        num_levels: int = 5,
+        gn_groups: int = 32,
+        quality: nn.Module | None = None,
+        loss_weights: LossWeights = LossWeights(),
+    ):
+        super().__init__()
+        self.num_classes, self.reg_max, self.loss_weights = num_classes, reg_max, loss_weights
+
+        def tower() -> nn.ModuleList:
+            chans = [in_channels] + [feat_channels] * stacked_convs
+            pairs = zip(chans[:-1], chans[1:], strict=True)
+            return nn.ModuleList(ConvGNReLU(a, b, gn_groups) for a, b in pairs)
+
+        self.cls_convs, self.reg_convs = tower(), tower()
+        self.gfl_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
+        self.gfl_reg = nn.Conv2d(feat_channels, 4 * (reg_max + 1), 3, padding=1)
+        self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
+        self.quality = quality
+        nn.init.normal_(self.gfl_cls.weight, std=0.01)
+        nn.init.constant_(
+            self.gfl_cls.bias, -torch.log(torch.tensor((1 - PRIOR_PROB) / PRIOR_PROB))
+        )
+        nn.init.normal_(self.gfl_reg.weight, std=0.01)
+        nn.init.zeros_(self.gfl_reg.bias)
+
+    def forward_level(self, x: Tensor, scale: Scale) -> tuple[Tensor, Tensor, Tensor | None]:
+        cls_feat, reg_feat = x, x
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        reg = scale(self.gfl_reg(reg_feat)).float()  # (B, 4(n+1), H, W)
+        scores = self.gfl_cls(cls_feat).sigmoid()  # (B, C, H, W)
+        if self.quality is None:
+            return scores, reg, None
+        quality = self.quality(reg)  # (B, 1, H, W)
+        return scores * quality, reg, quality
+
+    def forward(self, feats: list[Tensor]) -> HeadOutput:
+        outs = [self.forward_level(x, s) for x, s in zip(feats, self.scales, strict=True)]
+        scores = torch.cat([flatten_level(s) for s, _, _ in outs], dim=1)  # (B, P, C)
+        reg = torch.cat([flatten_level(r) for _, r, _ in outs], dim=1)  # (B, P, 4(n+1))
+        quality = None
+        if self.quality is not None:
+            quality = torch.cat([flatten_level(q) for _, _, q in outs], dim=1)[..., 0]  # (B, P)
+        sizes = tuple((f.shape[2], f.shape[3]) for f in feats)
+        return HeadOutput(scores, reg, quality, sizes)
+
+    def loss(self, out: HeadOutput, priors: Priors, targets: Targets) -> dict[str, Tensor]:
+        """QFL / num_total_samples; GIoU and DFL / sum of positives' weights (no clamp to 1)."""
+        c, n = self.num_classes, self.reg_max
+        scores = out.scores.reshape(-1, c)  # (B*P, C)
+        reg = out.reg.reshape(-1, 4 * (n + 1))  # (B*P, 4(n+1))
+        labels = targets.labels.reshape(-1)  # (B*P,)
+        pos = torch.nonzero(labels < c).squeeze(1)  # (P+,)
+        stride = priors.strides.repeat(targets.labels.shape[0])[pos, None]  # (P+, 1)
+        centres = priors.points.repeat(targets.labels.shape[0], 1)[pos] / stride  # (P+, 2)
+
+        pos_reg = reg[pos]  # (P+, 4(n+1))
+        pred_boxes = distance2bbox(centres, integral(pos_reg, n))  # (P+, 4) stride units
+        gt_boxes = targets.boxes.reshape(-1, 4)[pos] / stride  # (P+, 4) stride units
+        iou = torch.zeros_like(labels, dtype=scores.dtype)
+        iou[pos] = aligned_iou(pred_boxes.detach(), gt_boxes)
+        weight = scores.detach()[pos].max(dim=1).values  # (P+,)
+
+        num_samples = reduce_mean(targets.num_pos.clamp(min=1).sum().float()).clamp(min=1)
+        qfl = quality_focal_loss(scores, labels, iou) * targets.label_weights.reshape(-1)
+        bbox = (giou_loss(pred_boxes, gt_boxes) * weight).sum()
+        dist_target = bbox2distance(centres, gt_boxes, n).reshape(-1)  # (P+ * 4,)
+        dfl = distribution_focal_loss(pos_reg.reshape(-1, n + 1), dist_target)
+        dfl = (dfl * weight.repeat_interleave(4)).sum() / 4
+        avg_factor = reduce_mean(weight.sum())
+        # The official code divides by avg_factor unguarded; with no positive anywhere that is
+        # 0 / 0, so the box losses are set to an exact zero (still connected to the graph).
+        avg_factor = torch.where(avg_factor > 0, avg_factor, torch.ones_like(avg_factor))
+        w = self.loss_weights
+        return {
+            "loss_qfl": w.qfl * qfl.sum() / num_samples,
+            "loss_bbox": w.bbox * bbox / avg_factor,
+            "loss_dfl": w.dfl * dfl / avg_factor,
+        }
+
+    @torch.no_grad()
+    def predict(
+        self, out: HeadOutput, priors: Priors, metas: list[dict], cfg: InferenceConfig
+    ) -> list[dict[str, Tensor]]:
+        """Per image: boxes (D, 4) in original-image pixels, scores (D,), labels (D,)."""
+        results = []
+        for i, meta in enumerate(metas):
+            keep = topk_per_level(out.scores[i], priors.num_per_level, cfg.nms_pre)  # (Q,)
+            dist = integral(out.reg[i, keep], self.reg_max) * priors.strides[keep, None]  # (Q, 4)
+            boxes = distance2bbox(priors.points[keep], dist, tuple(meta["img_shape"]))
+            scale = torch.as_tensor(meta.get("scale_factor", [1.0] * 4), dtype=boxes.dtype)
+            boxes, scores, labels = multiclass_nms(boxes / scale, out.scores[i, keep], cfg)
+            results.append({"boxes": boxes, "scores": scores, "labels": labels})
+        return results
