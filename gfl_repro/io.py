@@ -1,0 +1,30 @@
+"""Atomic writes: a file is either absent or complete, never half-written."""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+
+def _replace(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace is atomic
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    _replace(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    _replace(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
