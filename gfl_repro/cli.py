@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -48,6 +49,46 @@ def _predict(args: argparse.Namespace) -> int:
     return predict.run(args) or 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from experiments.registry import resolve
+    from gfl_repro.engine.runs import default_run_dir
+    from gfl_repro.engine.train import train_run
+
+    cfg = resolve(args.experiment, args.preset, args.set)
+    run_dir = args.work_dir or default_run_dir(args.preset, args.experiment, args.seed)
+    meta = {"experiment": args.experiment, "preset": args.preset, "overrides": args.set}
+    train_run(cfg, run_dir, args.seed, resume=args.resume, meta=meta)
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.test import test_run
+
+    metrics = test_run(args.run_dir, args.checkpoint)
+    if metrics is not None:
+        print(" ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _data_mini(args: argparse.Namespace) -> int:
+    from gfl_repro.data import mini
+
+    stats = mini.generate(args.out, args.seed, args.train, args.val, args.size)
+    print(mini.format_stats(stats))
+    if args.contact_sheet:
+        print(f"contact sheet: {mini.contact_sheet(args.out, args.contact_sheet)}")
+    return 0
+
+
+def _experiments(args: argparse.Namespace) -> int:
+    from experiments.registry import EXPERIMENTS
+
+    width = max(len(n) for n in EXPERIMENTS)
+    for e in EXPERIMENTS.values():
+        print(f"{e.name:<{width}}  table {e.table:<7} {e.row}\n{'':<{width}}  {e.describe()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gfl-repro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +97,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=800)
     p.add_argument("--width", type=int, default=1216)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("train", help="train one experiment at a preset, then evaluate it")
+    p.add_argument("experiment", help="an experiment name (gfl-repro experiments lists them)")
+    p.add_argument("--preset", default="mini", help="mini (default), coco-1x, coco-2x-ms")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--work-dir", type=Path, default=None, help="run folder (default runs/PRESET/EXP/seedS)"
+    )
+    p.add_argument("--resume", default="auto", help="auto (latest checkpoint; default), none, PATH")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set schedule.lr=0.02 (repeatable)",
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("test", help="evaluate a run folder's checkpoint on its val set")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the latest")
+    p.set_defaults(func=_test)
+
+    p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
+    p.set_defaults(func=_experiments)
+
+    data = sub.add_parser("data", help="datasets")
+    data = data.add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("mini", help="write the built-in synthetic COCO-format dataset")
+    p.add_argument("--out", type=Path, default=Path("data/mini"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=3000, help="training images")
+    p.add_argument("--val", type=int, default=500, help="validation images")
+    p.add_argument("--size", type=int, default=320, help="image side in pixels")
+    p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
+    p.set_defaults(func=_data_mini)
 
     from gfl_repro import convert, predict
 

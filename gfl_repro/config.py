@@ -90,6 +90,148 @@ def check_model(cfg: ModelConfig) -> None:
         raise ConfigError(f"model.quality.hidden = {q.hidden} must be >= 1")
 
 
+DATASETS = ("mini", "coco", "custom")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "coco"  # "mini" (built-in, generated on demand), "coco" (2017), "custom"
+    root: str = "data/coco"
+    train_ann: str = "annotations/instances_train2017.json"  # relative to root
+    train_images: str = "train2017"
+    val_ann: str = "annotations/instances_val2017.json"
+    val_images: str = "val2017"
+    train_scale: tuple[int, ...] = (1333, 800)  # (long max, short max), keep ratio
+    short_range: tuple[int, ...] = ()  # multi-scale training: (min, max) short side; () = off
+    test_scale: tuple[int, ...] = (1333, 800)
+    images_per_process: int = 2
+    val_images_per_process: int = 1  # the official test is batch 1; batching pads differently
+    workers: int = 2
+    # The built-in dataset: generated into root when absent.
+    mini_train: int = 3000
+    mini_val: int = 500
+    mini_size: int = 320
+    mini_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    epochs: int = 12
+    lr: float = 0.01  # for base_batch images per iteration; scaled linearly for other batches
+    base_batch: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    steps: tuple[int, ...] = (8, 11)  # epochs after which lr is multiplied by gamma
+    gamma: float = 0.1
+    max_iters: int = 0  # stop after this many iterations (0 = the full schedule); for tests
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda"
+    amp: str = "none"  # "bf16" / "fp16" on GPU; QFL always runs in float32
+    threads: int = 0  # torch CPU threads per process (0 = torch's default)
+    log_every: int = 20  # iterations between metrics.jsonl lines
+    checkpoint_every: int = 0  # iterations between checkpoints (0 = once per epoch)
+    keep_checkpoints: int = 2
+    eval_every_epoch: bool = False
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def check(cfg: Config) -> None:
+    d, s, r = cfg.data, cfg.schedule, cfg.runtime
+    if d.dataset not in DATASETS:
+        raise ConfigError(f"data.dataset: unknown {d.dataset!r}; known: {', '.join(DATASETS)}")
+    if len(d.train_scale) != 2 or len(d.test_scale) != 2:
+        raise ConfigError("data.train_scale and data.test_scale take two sizes: LONG,SHORT")
+    if d.short_range and (len(d.short_range) != 2 or d.short_range[0] > d.short_range[1]):
+        raise ConfigError(f"data.short_range must be MIN,MAX or empty, got {d.short_range}")
+    if d.images_per_process < 1:
+        raise ConfigError(f"data.images_per_process = {d.images_per_process} must be >= 1")
+    if r.amp not in AMP_MODES:
+        raise ConfigError(f"runtime.amp: unknown {r.amp!r}; known: {', '.join(AMP_MODES)}")
+    if r.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"runtime.device: unknown {r.device!r}; known: auto, cpu, cuda")
+    if s.epochs < 1 or s.lr <= 0 or s.base_batch < 1:
+        raise ConfigError("schedule: epochs >= 1, lr > 0 and base_batch >= 1 are required")
+    if list(s.steps) != sorted(s.steps):
+        raise ConfigError(f"schedule.steps must be increasing, got {s.steps}")
+
+
+def _parse_value(text: str, current, key: str):
+    """Parse an override string to the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, tuple):
+            items = [t.strip() for t in text.strip("()[] ").split(",") if t.strip()]
+            sample = current[0] if current else None
+            if sample is None:  # empty default: numbers when they parse, else strings
+                return tuple(_number_or_text(t) for t in items)
+            return tuple(_parse_value(t, sample, key) for t in items)
+        return text
+    except ValueError:
+        kind = type(current).__name__
+        raise ConfigError(f"--set {key}={text}: expected a value of type {kind}") from None
+
+
+def _number_or_text(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(cfg, overrides: list[str]):
+    """Apply ``a.b=c`` overrides to a (nested) frozen config; unknown keys and bad values raise."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. schedule.lr=0.02")
+        key, text = item.split("=", 1)
+        cfg = _replace_path(cfg, key.strip().split("."), text.strip(), key.strip())
+    return cfg
+
+
+def _replace_path(obj, parts: list[str], text: str, key: str):
+    names = {f.name for f in dataclasses.fields(obj)}
+    if parts[0] not in names:
+        known = ", ".join(sorted(names))
+        raise ConfigError(f"--set {key}: unknown key {parts[0]!r} (known here: {known})")
+    current = getattr(obj, parts[0])
+    if len(parts) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"--set {key}: {parts[0]!r} has no sub-keys")
+        value = _replace_path(current, parts[1:], text, key)
+    elif dataclasses.is_dataclass(current):
+        raise ConfigError(f"--set {key}: {parts[0]!r} is a group; name one of its keys")
+    else:
+        value = _parse_value(text, current, key)
+    try:
+        return dataclasses.replace(obj, **{parts[0]: value})
+    except ConfigError as err:
+        raise ConfigError(f"--set {key}={text}: {err}") from None
+
+
 def to_dict(cfg) -> dict:
     """A config as plain JSON-able data (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))

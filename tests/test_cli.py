@@ -48,3 +48,20 @@ def test_predict_writes_coco_detections_in_original_pixels(tmp_path):
         assert x + w <= 150 + 0.01 and y + h <= 90 + 0.01  # mapped back to the 150x90 original
     assert [d["score"] for d in dets] == sorted((d["score"] for d in dets), reverse=True)
     assert drawn.stat().st_size > 0
+
+
+def test_data_mini_writes_a_coco_set_and_its_contact_sheet(tmp_path, capsys):
+    out = tmp_path / "mini"
+    sheet = tmp_path / "sheet.png"
+    args = ["data", "mini", "--out", str(out), "--train", "4", "--val", "2", "--size", "64"]
+    assert main([*args, "--contact-sheet", str(sheet)]) == 0
+    coco = json.loads((out / "annotations" / "instances_val.json").read_text())
+    assert len(coco["images"]) == 2 and len(coco["categories"]) >= 10
+    assert sheet.stat().st_size > 0
+    assert "train: 4 images" in capsys.readouterr().out
+
+
+def test_experiments_lists_gflv1_and_gflv2(capsys):
+    assert main(["experiments"]) == 0
+    out = capsys.readouterr().out
+    assert "gflv1" in out and "model.quality.kind=none" in out and "gflv2" in out

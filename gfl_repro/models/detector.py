@@ -41,7 +41,10 @@ class Detector(nn.Module):
         return self._priors[key]
 
     def loss(self, images: Tensor, targets: list[dict]) -> dict[str, Tensor]:
-        out = self(images)
+        return self.losses(self(images), targets)
+
+    def losses(self, out: HeadOutput, targets: list[dict]) -> dict[str, Tensor]:
+        """Losses of a forward output (so a DDP wrapper can run the forward)."""
         priors = self.priors(out)
         tgt = batch_targets(priors, targets, self.head.num_classes, self.assigner)
         return self.head.loss(out, priors, tgt)

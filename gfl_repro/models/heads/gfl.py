@@ -106,7 +106,7 @@ class GFLHead(nn.Module):
         for conv in self.reg_convs:
             reg_feat = conv(reg_feat)
         reg = scale(self.gfl_reg(reg_feat)).float()  # (B, 4(n+1), H, W)
-        scores = self.gfl_cls(cls_feat).sigmoid()  # (B, C, H, W)
+        scores = self.gfl_cls(cls_feat).float().sigmoid()  # (B, C, H, W), float32 under AMP
         if self.quality is None:
             return scores, reg, None
         quality = self.quality(reg)  # (B, 1, H, W)

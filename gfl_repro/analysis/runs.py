@@ -1,0 +1,56 @@
+"""Read run folders into one table. Analysis reads only run folders, never live models."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
+    """One row per run folder (any folder holding config.json): preset, experiment, seed, run
+    path, complete, and the COCO metrics in percent when the run is complete."""
+    rows = []
+    for config in sorted(Path(root).glob("**/config.json")):
+        run = config.parent
+        env = _read(run / "env.json")
+        metrics = _read(run / "metrics.json")
+        row = {
+            "preset": env.get("preset"),
+            "experiment": env.get("experiment"),
+            "seed": env.get("seed"),
+            "run": str(run),
+            "complete": bool(metrics),
+        }
+        row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["preset", "experiment", "seed", "run", "complete", *METRICS])
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def compare_with_paper(
+    runs: pd.DataFrame, paper: dict[str, dict[str, float]], experiments: list[str]
+) -> pd.DataFrame:
+    """Per experiment: ours (mean and std over complete seeds), the paper's value, the difference.
+
+    A row whose runs are not all complete is shown as missing (NaN), never filled in.
+    """
+    rows = []
+    for name in experiments:
+        mine = runs[runs["experiment"] == name]
+        done = mine[mine["complete"]]
+        row = {"experiment": name, "seeds": len(done)}
+        ok = len(done) > 0 and len(done) == len(mine)
+        nan = float("nan")
+        for m in METRICS:
+            mean = done[m].mean() if ok else nan
+            row[m] = round(mean, 1) if ok else nan
+            row[f"{m}_std"] = round(done[m].std(ddof=1), 2) if ok and len(done) > 1 else nan
+            row[f"{m}_paper"] = paper.get(name, {}).get(m, nan)
+            row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], 1) if ok else nan
+        rows.append(row)
+    return pd.DataFrame(rows)

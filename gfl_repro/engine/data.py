@@ -1,0 +1,117 @@
+"""Datasets and loaders of a run, built from its DataConfig.
+
+Training augmentation is made a pure function of (seed, epoch, image index): the sampler yields
+``(epoch_seed, index)`` pairs and the dataset seeds torch's generator from them around the
+transforms. So a resumed run, a run with another number of workers and each DDP rank see exactly
+the same augmented images, and a resume can skip the batches already done without loading them.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gfl_repro.config import DataConfig
+from gfl_repro.data import mini
+from gfl_repro.data.coco import CocoDetection
+from gfl_repro.data.sampler import GroupSampler, ShardSampler, seed_worker
+from gfl_repro.data.transforms import collate, inference_transforms, train_transforms
+from gfl_repro.engine.distributed import DistInfo, barrier
+
+
+class SeededDataset(Dataset):
+    """Indexed by (seed, index): the transforms draw from a generator seeded by both."""
+
+    def __init__(self, dataset: CocoDetection):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        seed, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + index)
+            return self.dataset[index]
+
+
+class ResumableSampler(Sampler):
+    """Wraps GroupSampler: yields (epoch seed, index) and can skip the first batches of an epoch."""
+
+    def __init__(self, inner: GroupSampler, seed: int, batch_size: int):
+        self.inner, self.seed, self.batch_size = inner, seed, batch_size
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.skip_batches * self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch_seed = self.seed * 10_007 + self.epoch
+        indices = list(self.inner)[self.skip_batches * self.batch_size :]
+        return iter([(epoch_seed, i) for i in indices])
+
+
+def dataset_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
+    root = Path(cfg.root)
+    if cfg.dataset == "mini":
+        return mini.paths(root, split)
+    ann, images = (
+        (cfg.train_ann, cfg.train_images) if split == "train" else (cfg.val_ann, cfg.val_images)
+    )
+    return root / ann, root / images
+
+
+def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
+    """Generate the built-in dataset when absent (rank 0; the others wait); check files exist."""
+    if cfg.dataset == "mini" and not all(dataset_paths(cfg, s)[0].is_file() for s in mini.SPLITS):
+        if dist.is_main:
+            mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val, cfg.mini_size)
+        barrier()
+    for split in ("train", "val"):
+        ann, images = dataset_paths(cfg, split)
+        if not ann.is_file():
+            raise FileNotFoundError(
+                f"annotation file not found: {ann}. Put the {cfg.dataset} dataset under "
+                f"{cfg.root} (annotations/instances_{{train,val}}2017.json, train2017/, val2017/) "
+                "or set data.root; nothing is downloaded at run time."
+            )
+        if not images.is_dir():
+            raise FileNotFoundError(f"image folder not found: {images} (data.root = {cfg.root})")
+
+
+def train_loader(cfg: DataConfig, dist: DistInfo, seed: int) -> DataLoader:
+    ann, images = dataset_paths(cfg, "train")
+    short_range = tuple(cfg.short_range) or None
+    transforms = train_transforms(tuple(cfg.train_scale), short_range)
+    dataset = CocoDetection(ann, images, filter_empty=True, transforms=transforms)
+    sampler = GroupSampler(
+        dataset.aspect_flags(), cfg.images_per_process, dist.world_size, dist.rank, seed
+    )
+    return DataLoader(
+        SeededDataset(dataset),
+        batch_size=cfg.images_per_process,
+        sampler=ResumableSampler(sampler, seed, cfg.images_per_process),
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        worker_init_fn=seed_worker,
+        persistent_workers=cfg.workers > 0,
+        pin_memory=dist.device.type == "cuda",
+    )
+
+
+def val_loader(cfg: DataConfig, dist: DistInfo) -> DataLoader:
+    ann, images = dataset_paths(cfg, "val")
+    dataset = CocoDetection(ann, images, transforms=inference_transforms(tuple(cfg.test_scale)))
+    return DataLoader(
+        dataset,
+        batch_size=cfg.val_images_per_process,
+        sampler=ShardSampler(len(dataset), dist.world_size, dist.rank),
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        pin_memory=dist.device.type == "cuda",
+    )

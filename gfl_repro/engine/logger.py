@@ -1,0 +1,52 @@
+"""metrics.jsonl (one JSON object a line, read back by pandas), TensorBoard when installed."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("gfl_repro")
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # tensorboard is an optional extra
+                self.writer = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            step = record.get("iter", 0)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("iter", "epoch"):
+                    self.writer.add_scalar(f"{record.get('mode', 'train')}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def setup_logging(run_dir: Path | None, is_main: bool) -> None:
+    """INFO to stderr (rank 0) and to run_dir/train.log."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None and is_main:
+        handlers.append(logging.FileHandler(run_dir / "train.log"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)

@@ -1,0 +1,66 @@
+"""Run folders: where a run lives, what it records about itself, and when it is complete."""
+
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from gfl_repro.config import Config, to_dict
+from gfl_repro.engine.distributed import DistInfo
+from gfl_repro.io import atomic_write_json
+
+PACKAGES = ("torch", "torchvision", "numpy", "pycocotools", "gfl-repro")
+
+
+def default_run_dir(preset: str, experiment: str, seed: int, root: str | Path = "runs") -> Path:
+    return Path(root) / preset / experiment / f"seed{seed}"
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """A run is complete only when its final metrics file exists (written last, atomically)."""
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(dist: DistInfo) -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    device = str(dist.device)
+    if dist.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(dist.device)})"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "device": device,
+        "processes": dist.world_size,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def write_run_files(run_dir: Path, cfg: Config, seed: int, dist: DistInfo, meta: dict) -> None:
+    atomic_write_json(run_dir / "config.json", to_dict(cfg))
+    atomic_write_json(run_dir / "env.json", {**environment(dist), "seed": seed, **meta})
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

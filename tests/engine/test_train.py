@@ -1,0 +1,161 @@
+"""The training engine: resume, DDP equivalence, overrides, non-finite losses, run completion."""
+
+import dataclasses
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from gfl_repro.cli import main
+from gfl_repro.config import ConfigError, apply_overrides
+from gfl_repro.engine.distributed import DistInfo
+from gfl_repro.engine.runs import is_complete
+from gfl_repro.engine.train import NonFiniteLossError, Schedule, Trainer, train_run, train_step
+from gfl_repro.models.build import build_model
+from tests.engine.conftest import tiny_config
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_n_of_2n_iterations_equals_2n_straight(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root)
+    straight = Trainer(cfg, tmp_path / "a", seed=5, dist=DistInfo())
+    total = straight.schedule.total_iters
+    assert total == 12  # 12 images, 2 a batch, 2 epochs
+    straight.train()
+
+    half = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, max_iters=5))
+    first = Trainer(half, tmp_path / "b", seed=5, dist=DistInfo())
+    first.train()  # "interrupted" mid-epoch after 5 iterations, checkpoint iter_5.pth
+    assert (tmp_path / "b" / "iter_5.pth").is_file()
+    torch.manual_seed(1234)  # a resumed process starts with other RNG states
+    second = Trainer(cfg, tmp_path / "b", seed=5, dist=DistInfo())
+    second.resume(tmp_path / "b" / "iter_5.pth")
+    second.train()
+    assert second.iteration == total
+    a, b = _state(straight.model), _state(second.model)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    log_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert log_a[-1]["loss"] == log_b[-1]["loss"]
+
+
+def _fixed_batch(n: int):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, 64, 64, generator=gen)
+    targets = []
+    for i in range(n):
+        xy = torch.rand(2, 2, generator=gen) * 30
+        wh = torch.rand(2, 2, generator=gen) * 30 + 6
+        targets.append({"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.tensor([i % 3, 1]),
+                        "pad_shape": (64, 64)})  # fmt: skip
+    return images, targets
+
+
+def _steps(model, ddp, images, targets, iters: int = 3) -> list[dict]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    return [train_step(model, ddp, opt, scaler, images, targets, it) for it in range(iters)]
+
+
+def _ddp_worker(rank: int, port: int, cfg, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    images, targets = _fixed_batch(4)
+    mine = slice(2 * rank, 2 * rank + 2)
+    losses = _steps(model, ddp, images[mine], targets[mine])
+    torch.save({"losses": losses, "state": model.state_dict()}, f"{out_dir}/rank{rank}.pth")
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_equal_one_process_with_the_whole_batch(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root)  # the mini model: GroupNorm only, no batch statistics
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    images, targets = _fixed_batch(4)
+    single = _steps(model, model, images, targets)
+    mp.spawn(_ddp_worker, args=(_free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pth", weights_only=False) for r in range(2)]
+    for it in range(3):
+        for key in single[it]:
+            # each process logs its local sum over the process-averaged normaliser: their mean is
+            # the one-process loss
+            mean = (ranks[0]["losses"][it][key] + ranks[1]["losses"][it][key]) / 2
+            assert mean == pytest.approx(single[it][key], rel=1e-4, abs=1e-6), (it, key)
+    for key, value in model.state_dict().items():
+        assert torch.allclose(ranks[0]["state"][key], value, atol=1e-5), key
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key
+
+
+def test_unknown_set_keys_and_bad_values_are_rejected(tiny_root):
+    cfg = tiny_config(tiny_root)
+    with pytest.raises(ConfigError, match="unknown key 'lrate'"):
+        apply_overrides(cfg, ["schedule.lrate=0.1"])
+    with pytest.raises(ConfigError, match="expected a value of type int"):
+        apply_overrides(cfg, ["data.images_per_process=two"])
+    with pytest.raises(ConfigError, match="model.quality.kind"):
+        apply_overrides(cfg, ["model.quality.kind=centerness"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides(cfg, ["schedule.lr"])
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        main(["train", "gflv2", "--preset", "mini", "--set", "nope.x=1"])
+
+
+def test_non_finite_loss_stops_naming_iteration_and_term(tiny_root, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_root)
+    cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, checkpoint_every=2))
+    trainer = Trainer(cfg, tmp_path, seed=0, dist=DistInfo())
+    real = trainer.model.losses
+
+    def poisoned(out, targets):
+        losses = real(out, targets)
+        if trainer.iteration == 3:
+            losses["loss_dfl"] = losses["loss_dfl"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(trainer.model, "losses", poisoned)
+    with pytest.raises(NonFiniteLossError, match="iteration 3: loss term loss_dfl = nan"):
+        trainer.train()
+    assert (tmp_path / "iter_2.pth").is_file()  # the last good checkpoint is kept
+    assert not (tmp_path / "iter_3.pth").exists() and not (tmp_path / "iter_4.pth").exists()
+
+
+def test_a_run_is_complete_only_when_its_metrics_file_exists(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root, max_iters=3)
+    run = tmp_path / "run"
+    assert not is_complete(run)
+    metrics = train_run(cfg, run, seed=0)
+    assert is_complete(run)
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "env.json", "metrics.jsonl", "detections.json", "iter_3.pth"} <= names
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["AP"] == metrics["AP"] and 0 <= saved["AP"] <= 1
+    (run / "metrics.json").unlink()  # e.g. killed during evaluation
+    assert not is_complete(run)
+
+
+def test_linear_warmup_and_steps_by_epoch():
+    from gfl_repro.config import ScheduleConfig
+
+    s = Schedule(0.01, iters_per_epoch=100, total_iters=1200, cfg=ScheduleConfig())
+    assert s.lr_at(0) == pytest.approx(0.01 * 0.001)  # warm-up starts at ratio 0.001
+    assert s.lr_at(250) == pytest.approx(0.01 * (1 - 0.5 * 0.999))
+    assert s.lr_at(500) == pytest.approx(0.01)
+    assert s.lr_at(799) == pytest.approx(0.01) and s.lr_at(800) == pytest.approx(0.001)
+    assert s.lr_at(1100) == pytest.approx(0.0001)
