@@ -1,0 +1,35 @@
+"""Run folders into tables: means over seeds, the paper beside ours, missing rows stay missing."""
+
+import json
+import math
+
+from gfl_repro.analysis.report import to_markdown
+from gfl_repro.analysis.runs import collect_runs, compare_with_paper
+
+
+def _run(root, exp, seed, ap=None):
+    run = root / "mini" / exp / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "env.json").write_text(json.dumps({"preset": "mini", "experiment": exp, "seed": seed}))
+    if ap is not None:
+        metrics = {k: ap for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_compare_with_paper_means_stds_and_missing(tmp_path):
+    _run(tmp_path, "gflv2", 0, 0.30)
+    _run(tmp_path, "gflv2", 1, 0.32)
+    _run(tmp_path, "gflv1", 0, 0.28)
+    _run(tmp_path, "gflv1", 1)  # incomplete: the whole row is missing, never filled in
+    runs = collect_runs(tmp_path)
+    assert len(runs) == 4 and runs["complete"].sum() == 3
+    paper = {"gflv2": {"AP": 41.1}, "gflv1": {"AP": 40.2}}
+    table = compare_with_paper(runs, paper, ["gflv1", "gflv2"]).set_index("experiment")
+    assert math.isclose(table.loc["gflv2", "AP"], 31.0)
+    assert math.isclose(table.loc["gflv2", "AP_std"], round(math.sqrt(2.0), 2))  # 30, 32 -> 1.41
+    assert math.isclose(table.loc["gflv2", "AP_diff"], -10.1)
+    assert math.isnan(table.loc["gflv1", "AP"]) and math.isnan(table.loc["gflv1", "AP_diff"])
+    md = to_markdown(table.reset_index(), ["AP"], "t")
+    assert "| gflv1 | 1 | missing | 40.2 | missing |" in md
+    assert "| gflv2 | 2 | 31.0 ± 1.41 | 41.1 | -10.1 |" in md
