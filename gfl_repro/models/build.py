@@ -38,7 +38,7 @@ def build_model(cfg: ModelConfig) -> Detector:
         feat_channels=h.feat_channels,
         stacked_convs=h.stacked_convs,
         reg_max=h.reg_max,
-        num_levels=5,
+        strides=(8, 16, 32, 64, 128),
         gn_groups=h.gn_groups,
         quality=build_quality(cfg),
         loss_weights=LossWeights(h.loss_qfl, h.loss_bbox, h.loss_dfl),

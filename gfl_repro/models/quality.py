@@ -73,6 +73,33 @@ class DGQP(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, reg_logits: Tensor) -> Tensor:
+    def forward(
+        self, reg_logits: Tensor, reg_feat: Tensor | None = None, stride: int = 0
+    ) -> Tensor:
         stats = distribution_statistics(reg_logits, self.reg_max, self.k, self.statistics)
         return self.fc2(F.relu(self.fc1(stats))).sigmoid()  # (B, 1, H, W)
+
+
+class ComposedStatistics(nn.Module):
+    """The composed form (Table 4): the statistics through one 1x1 conv of width d and a ReLU,
+    appended to the classification tower's features, which then predict J directly."""
+
+    def __init__(
+        self,
+        reg_max: int = 16,
+        k: int = 4,
+        dim: int = 64,
+        statistics: tuple[str, ...] = ("topk", "mean"),
+    ) -> None:
+        super().__init__()
+        self.reg_max, self.k, self.statistics = reg_max, k, tuple(statistics)
+        self.extra_channels = dim
+        self.fc = nn.Conv2d(statistics_dim(k, statistics), dim, 1)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(
+        self, reg_logits: Tensor, reg_feat: Tensor | None = None, stride: int = 0
+    ) -> Tensor:
+        stats = distribution_statistics(reg_logits, self.reg_max, self.k, self.statistics)
+        return F.relu(self.fc(stats))  # (B, d, H, W)

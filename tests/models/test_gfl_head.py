@@ -46,7 +46,7 @@ def _tiny_head(quality: bool = True) -> GFLHead:
         feat_channels=8,
         stacked_convs=1,
         reg_max=4,
-        num_levels=2,
+        strides=(8, 16),
         gn_groups=4,
         quality=DGQP(reg_max=4, k=2, hidden=4) if quality else None,
     )
@@ -203,7 +203,7 @@ def test_inference_on_fixed_head_outputs():
         feat_channels=8,
         stacked_convs=1,
         reg_max=4,
-        num_levels=1,
+        strides=(8,),
         gn_groups=4,
     )
     priors = make_priors([(2, 2)], [8])  # centres (0,0) (8,0) (0,8) (8,8)
@@ -230,3 +230,28 @@ def test_inference_on_fixed_head_outputs():
     assert res["scores"].tolist() == [0.8999999761581421]
     res = head.predict(out, priors, [meta], InferenceConfig(max_per_img=2))[0]
     assert res["labels"].tolist() == [0, 1]
+
+
+def test_composed_and_dirac_heads():
+    from gfl_repro.models.quality import ComposedStatistics
+
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
+    composed = GFLHead(num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1, reg_max=4,
+                       strides=(8, 16), gn_groups=4,
+                       quality=ComposedStatistics(reg_max=4, k=2, dim=6))  # fmt: skip
+    assert composed.gfl_cls.in_channels == 8 + 6
+    out = composed(feats)
+    assert out.quality is None and out.scores.shape == (2, 80, 3)
+    assert (out.scores >= 0).all() and (out.scores <= 1).all()
+    dirac = GFLHead(num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1, reg_max=4,
+                    strides=(8, 16), gn_groups=4, box="dirac")  # fmt: skip
+    out = dirac(feats)
+    assert out.reg.shape == (2, 80, 4) and (out.reg >= 0).all()
+    priors = make_priors(list(out.level_sizes), [8, 16], anchor_scale=4)
+    image = {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1]),
+             "pad_shape": (64, 64)}  # fmt: skip
+    tgt = batch_targets(priors, [image, image], 3)
+    losses = dirac.loss(out, priors, tgt)
+    assert set(losses) == {"loss_qfl", "loss_bbox"}  # no distribution, no DFL
+    sum(losses.values()).backward()

@@ -66,7 +66,19 @@ def flatten_level(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
 
 
+BOX_KINDS = ("distribution", "dirac")
+
+
 class GFLHead(nn.Module):
+    """GFL head. The quality branch is injected: ``None`` (GFLV1, J = C), a decomposed branch
+    (J = C x I, e.g. DGQP) or a composed one (its features are appended to the classification
+    tower's, and J is predicted directly). A quality branch is called as
+    ``quality(reg_logits, reg_feat, stride)``; a composed one has ``extra_channels > 0``.
+
+    ``box="distribution"`` is the general distribution with DFL; ``box="dirac"`` regresses the
+    four distances directly (ReLU, stride units) with GIoU only, as the ATSS* / FCOS* baselines.
+    """
+
     def __init__(
         self,
         num_classes: int,
@@ -74,13 +86,18 @@ class GFLHead(nn.Module):
         feat_channels: int = 256,
         stacked_convs: int = 4,
         reg_max: int = 16,
-        num_levels: int = 5,
+        strides: tuple[int, ...] = (8, 16, 32, 64, 128),
         gn_groups: int = 32,
         quality: nn.Module | None = None,
         loss_weights: LossWeights = LossWeights(),
+        box: str = "distribution",
     ):
         super().__init__()
+        if box not in BOX_KINDS:
+            raise ValueError(f"box must be one of {BOX_KINDS}, got {box!r}")
         self.num_classes, self.reg_max, self.loss_weights = num_classes, reg_max, loss_weights
+        self.box, self.strides = box, tuple(strides)
+        self.composed = quality is not None and getattr(quality, "extra_channels", 0) > 0
 
         def tower() -> nn.ModuleList:
             chans = [in_channels] + [feat_channels] * stacked_convs
@@ -88,9 +105,11 @@ class GFLHead(nn.Module):
             return nn.ModuleList(ConvGNReLU(a, b, gn_groups) for a, b in pairs)
 
         self.cls_convs, self.reg_convs = tower(), tower()
-        self.gfl_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
-        self.gfl_reg = nn.Conv2d(feat_channels, 4 * (reg_max + 1), 3, padding=1)
-        self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels))
+        cls_in = feat_channels + (quality.extra_channels if self.composed else 0)
+        self.gfl_cls = nn.Conv2d(cls_in, num_classes, 3, padding=1)
+        reg_out = 4 * (reg_max + 1) if box == "distribution" else 4
+        self.gfl_reg = nn.Conv2d(feat_channels, reg_out, 3, padding=1)
+        self.scales = nn.ModuleList(Scale(1.0) for _ in self.strides)
         self.quality = quality
         nn.init.normal_(self.gfl_cls.weight, std=0.01)
         nn.init.constant_(
@@ -99,25 +118,37 @@ class GFLHead(nn.Module):
         nn.init.normal_(self.gfl_reg.weight, std=0.01)
         nn.init.zeros_(self.gfl_reg.bias)
 
-    def forward_level(self, x: Tensor, scale: Scale) -> tuple[Tensor, Tensor, Tensor | None]:
+    def forward_level(
+        self, x: Tensor, scale: Scale, stride: int
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         cls_feat, reg_feat = x, x
         for conv in self.cls_convs:
             cls_feat = conv(cls_feat)
         for conv in self.reg_convs:
             reg_feat = conv(reg_feat)
-        reg = scale(self.gfl_reg(reg_feat)).float()  # (B, 4(n+1), H, W)
+        reg = scale(self.gfl_reg(reg_feat)).float()  # (B, 4(n+1), H, W) or (B, 4, H, W)
+        if self.box == "dirac":
+            reg = reg.relu()  # distances in stride units
+        if self.composed:
+            extra = self.quality(reg, reg_feat, stride)  # (B, d, H, W)
+            cls_feat = torch.cat([cls_feat, extra.to(cls_feat.dtype)], dim=1)
         scores = self.gfl_cls(cls_feat).float().sigmoid()  # (B, C, H, W), float32 under AMP
-        if self.quality is None:
+        if self.quality is None or self.composed:
             return scores, reg, None
-        quality = self.quality(reg)  # (B, 1, H, W)
+        quality = self.quality(reg, reg_feat, stride)  # (B, 1, H, W)
         return scores * quality, reg, quality
 
+    def distances(self, reg: Tensor) -> Tensor:
+        """(..., 4(n+1)) logits or (..., 4) direct distances -> (..., 4) in stride units."""
+        return integral(reg, self.reg_max) if self.box == "distribution" else reg
+
     def forward(self, feats: list[Tensor]) -> HeadOutput:
-        outs = [self.forward_level(x, s) for x, s in zip(feats, self.scales, strict=True)]
+        levels = zip(feats, self.scales, self.strides, strict=True)
+        outs = [self.forward_level(x, scale, stride) for x, scale, stride in levels]
         scores = torch.cat([flatten_level(s) for s, _, _ in outs], dim=1)  # (B, P, C)
-        reg = torch.cat([flatten_level(r) for _, r, _ in outs], dim=1)  # (B, P, 4(n+1))
+        reg = torch.cat([flatten_level(r) for _, r, _ in outs], dim=1)  # (B, P, R)
         quality = None
-        if self.quality is not None:
+        if outs[0][2] is not None:
             quality = torch.cat([flatten_level(q) for _, _, q in outs], dim=1)[..., 0]  # (B, P)
         sizes = tuple((f.shape[2], f.shape[3]) for f in feats)
         return HeadOutput(scores, reg, quality, sizes)
@@ -126,14 +157,14 @@ class GFLHead(nn.Module):
         """QFL / num_total_samples; GIoU and DFL / sum of positives' weights (no clamp to 1)."""
         c, n = self.num_classes, self.reg_max
         scores = out.scores.reshape(-1, c)  # (B*P, C)
-        reg = out.reg.reshape(-1, 4 * (n + 1))  # (B*P, 4(n+1))
+        reg = out.reg.reshape(-1, out.reg.shape[-1])  # (B*P, R)
         labels = targets.labels.reshape(-1)  # (B*P,)
         pos = torch.nonzero(labels < c).squeeze(1)  # (P+,)
         stride = priors.strides.repeat(targets.labels.shape[0])[pos, None]  # (P+, 1)
         centres = priors.points.repeat(targets.labels.shape[0], 1)[pos] / stride  # (P+, 2)
 
-        pos_reg = reg[pos]  # (P+, 4(n+1))
-        pred_boxes = distance2bbox(centres, integral(pos_reg, n))  # (P+, 4) stride units
+        pos_reg = reg[pos]  # (P+, R)
+        pred_boxes = distance2bbox(centres, self.distances(pos_reg))  # (P+, 4) stride units
         gt_boxes = targets.boxes.reshape(-1, 4)[pos] / stride  # (P+, 4) stride units
         iou = torch.zeros_like(labels, dtype=scores.dtype)
         iou[pos] = aligned_iou(pred_boxes.detach(), gt_boxes)
@@ -142,19 +173,21 @@ class GFLHead(nn.Module):
         num_samples = reduce_mean(targets.num_pos.clamp(min=1).sum().float()).clamp(min=1)
         qfl = quality_focal_loss(scores, labels, iou) * targets.label_weights.reshape(-1)
         bbox = (giou_loss(pred_boxes, gt_boxes) * weight).sum()
-        dist_target = bbox2distance(centres, gt_boxes, n).reshape(-1)  # (P+ * 4,)
-        dfl = distribution_focal_loss(pos_reg.reshape(-1, n + 1), dist_target)
-        dfl = (dfl * weight.repeat_interleave(4)).sum() / 4
         avg_factor = reduce_mean(weight.sum())
         # The official code divides by avg_factor unguarded; with no positive anywhere that is
         # 0 / 0, so the box losses are set to an exact zero (still connected to the graph).
         avg_factor = torch.where(avg_factor > 0, avg_factor, torch.ones_like(avg_factor))
         w = self.loss_weights
-        return {
+        losses = {
             "loss_qfl": w.qfl * qfl.sum() / num_samples,
             "loss_bbox": w.bbox * bbox / avg_factor,
-            "loss_dfl": w.dfl * dfl / avg_factor,
         }
+        if self.box == "distribution":
+            dist_target = bbox2distance(centres, gt_boxes, n).reshape(-1)  # (P+ * 4,)
+            dfl = distribution_focal_loss(pos_reg.reshape(-1, n + 1), dist_target)
+            dfl = (dfl * weight.repeat_interleave(4)).sum() / 4
+            losses["loss_dfl"] = w.dfl * dfl / avg_factor
+        return losses
 
     @torch.no_grad()
     def predict(
@@ -164,7 +197,7 @@ class GFLHead(nn.Module):
         results = []
         for i, meta in enumerate(metas):
             keep = topk_per_level(out.scores[i], priors.num_per_level, cfg.nms_pre)  # (Q,)
-            dist = integral(out.reg[i, keep], self.reg_max) * priors.strides[keep, None]  # (Q, 4)
+            dist = self.distances(out.reg[i, keep]) * priors.strides[keep, None]  # (Q, 4)
             boxes = distance2bbox(priors.points[keep], dist, tuple(meta["img_shape"]))
             scale = torch.as_tensor(meta.get("scale_factor", [1.0] * 4), dtype=boxes.dtype)
             boxes, scores, labels = multiclass_nms(boxes / scale, out.scores[i, keep], cfg)
