@@ -8,12 +8,16 @@ and marks the run complete.
 
 import logging
 import math
+import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gfl_repro.config import Config, from_dict, to_dict
 from gfl_repro.engine import checkpoint as ckpt
@@ -161,6 +165,13 @@ class Trainer:
         return values
 
     def train(self) -> None:
+        interactive = self.dist.is_main and sys.stderr.isatty()
+        bar = tqdm(total=self.schedule.total_iters, initial=self.iteration, disable=not interactive,
+                   unit="it", dynamic_ncols=True)  # fmt: skip
+        with bar, logging_redirect_tqdm():
+            self._train(bar)
+
+    def _train(self, bar: tqdm) -> None:
         sched, window = self.schedule, _Window()
         while self.iteration < sched.total_iters:
             epoch, done = divmod(self.iteration, sched.iters_per_epoch)
@@ -170,6 +181,7 @@ class Trainer:
                 data_time = time.perf_counter() - tic
                 values = self.step(images, targets)
                 window.add(values, data_time, time.perf_counter() - tic)
+                bar.update(1)
                 if self.iteration % self.cfg.runtime.log_every == 0:
                     self._log(epoch, window)
                 if self.cfg.runtime.checkpoint_every and (
@@ -188,6 +200,8 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], **window.means()}  # fmt: skip
         if self.dist.device.type == "cuda":
             record["memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        else:  # peak resident memory of this process (Linux reports KiB)
+            record["memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.metrics.write(record)
         losses = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss"))
         log.info("iter %d/%d lr %.5f %s %.3f s/it (data %.3f s)", self.iteration,
