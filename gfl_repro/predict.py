@@ -11,6 +11,7 @@ from torchvision import tv_tensors
 from gfl_repro.config import ModelConfig, QualityConfig, from_dict
 from gfl_repro.data.coco import load_image
 from gfl_repro.data.transforms import collate, inference_transforms
+from gfl_repro.engine.evaluation import to_coco_results
 from gfl_repro.models.build import build_model
 
 # COCO 2017's 80 category ids in the order of the contiguous labels.
@@ -88,18 +89,10 @@ def draw(image_path: Path, dets: dict, out: Path, score_thr: float) -> None:
 def run(args: argparse.Namespace) -> int:
     model, cat_ids = load_detector(args.checkpoint, args)
     dets = predict_image(model, args.image, args.scale)
-    results = [
-        {
-            "image_id": 0,
-            "file_name": str(args.image),
-            "category_id": cat_ids[int(label)],
-            "bbox": [round(v, 2) for v in [x1, y1, x2 - x1, y2 - y1]],
-            "score": round(float(score), 4),
-        }
-        for (x1, y1, x2, y2), score, label in zip(
-            dets["boxes"].tolist(), dets["scores"], dets["labels"], strict=True
-        )
-    ]
+    results = to_coco_results(0, dets["boxes"], dets["scores"], dets["labels"], cat_ids)
+    for r in results:
+        r.update(file_name=str(args.image), bbox=[round(v, 2) for v in r["bbox"]],
+                 score=round(r["score"], 4))  # fmt: skip
     text = json.dumps(results, indent=1)
     if args.out is None:
         print(text)
