@@ -7,25 +7,38 @@ from torch import Tensor, nn
 
 from gfl_repro.models.assigners import atss_assign
 from gfl_repro.models.box_coding import Priors, make_priors
-from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
+from gfl_repro.models.heads.gfl import HeadOutput
 from gfl_repro.models.postprocess import InferenceConfig
 from gfl_repro.models.targets import Assigner, batch_targets
 
 
 class Detector(nn.Module):
+    """``head`` is any dense head (GFLHead, RetinaHead, FCOSHead, FoveaHead): its forward output
+    has ``.scores`` (B, P, C) and ``.level_sizes``, and it has ``loss`` and ``predict``.
+
+    The priors are ``make_priors(level sizes, strides, anchor_scale, ratios, scales_per_octave,
+    center_offset)``: the defaults are GFL/ATSS's one anchor per location; RetinaNet uses
+    anchor_scale 4, ratios (0.5, 1, 2), 3 scales per octave; FCOS and FoveaBox center_offset 0.5.
+    """
+
     def __init__(
         self,
         backbone: nn.Module,
         neck: nn.Module,
-        head: GFLHead,
+        head: nn.Module,
         strides: tuple[int, ...] = (8, 16, 32, 64, 128),
         anchor_scale: float = 8.0,
         assigner: Assigner = atss_assign,
         inference: InferenceConfig = InferenceConfig(),
+        ratios: tuple[float, ...] = (1.0,),
+        scales_per_octave: int = 1,
+        center_offset: float = 0.0,
     ):
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head
         self.strides, self.anchor_scale = tuple(strides), anchor_scale
+        self.ratios, self.scales_per_octave = tuple(ratios), scales_per_octave
+        self.center_offset = center_offset
         self.assigner, self.inference = assigner, inference
         self._priors: dict[tuple, Priors] = {}
 
@@ -36,8 +49,15 @@ class Detector(nn.Module):
         device = out.scores.device
         key = (out.level_sizes, str(device))
         if key not in self._priors:
-            sizes = list(out.level_sizes)
-            self._priors[key] = make_priors(sizes, list(self.strides), self.anchor_scale, device)
+            self._priors[key] = make_priors(
+                list(out.level_sizes),
+                list(self.strides),
+                self.anchor_scale,
+                device,
+                self.ratios,
+                self.scales_per_octave,
+                self.center_offset,
+            )
         return self._priors[key]
 
     def loss(self, images: Tensor, targets: list[dict]) -> dict[str, Tensor]:

@@ -1,4 +1,6 @@
-"""The GFL losses as pure functions returning per-element losses (summed by the caller).
+"""The losses as pure functions returning per-element losses (summed by the caller): GFL's, and
+the focal loss and centerness of the RetinaNet / FCOS / ATSS / FoveaBox baselines (their L1 and
+smooth L1 are torch's ``F.l1_loss`` / ``F.smooth_l1_loss``, the same formulas as mmdetection's).
 
 Legend: N samples (locations or positives), C classes, n = reg_max (n + 1 bins).
 """
@@ -53,6 +55,37 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
 def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
     """1 - GIoU of aligned boxes: (N, 4), (N, 4) -> (N,)."""
     return 1 - aligned_iou(pred, target, giou=True, eps=eps)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor, labels: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal loss (Lin et al., ICCV 2017) on logits: (N, C) logits, (N,) class index with C for
+    background -> (N,) summed over classes.
+
+    Per (sample, class): -alpha (1 - p)^gamma log p for the label's class, -(1 - alpha) p^gamma
+    log(1 - p) for the others, as mmdetection's sigmoid_focal_loss.
+    """
+    logits = logits.float()
+    num_classes = logits.shape[1]
+    target = F.one_hot(labels, num_classes + 1)[:, :num_classes].to(logits.dtype)  # (N, C)
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")  # (N, C)
+    p_t = p * target + (1 - p) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    return (alpha_t * (1 - p_t).pow(gamma) * ce).sum(dim=1)  # (N,)
+
+
+def centerness_target(points: Tensor, boxes: Tensor) -> Tensor:
+    """FCOS centerness of (N, 2) points inside their (N, 4) boxes -> (N,) in (0, 1]:
+    sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)). Points must lie strictly inside.
+    """
+    lr = torch.stack([points[:, 0] - boxes[:, 0], boxes[:, 2] - points[:, 0]], dim=1)  # (N, 2)
+    tb = torch.stack([points[:, 1] - boxes[:, 1], boxes[:, 3] - points[:, 1]], dim=1)  # (N, 2)
+    ratio = (lr.min(dim=1).values / lr.max(dim=1).values) * (
+        tb.min(dim=1).values / tb.max(dim=1).values
+    )
+    return ratio.sqrt()
 
 
 def reduce_mean(value: Tensor) -> Tensor:

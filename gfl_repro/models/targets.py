@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gfl_repro.models.assigners import atss_assign
+from gfl_repro.models.assigners import IGNORE, atss_assign
 from gfl_repro.models.box_coding import Priors, valid_mask
 
 Assigner = Callable[[Tensor, list[int], Tensor, Tensor], Tensor]
@@ -19,7 +19,7 @@ Assigner = Callable[[Tensor, list[int], Tensor, Tensor], Tensor]
 class Targets:
     labels: Tensor  # (B, P) long, C for background
     boxes: Tensor  # (B, P, 4) assigned gt box in pixels (zeros for background)
-    label_weights: Tensor  # (B, P) float, 0 where the prior is in the batch padding
+    label_weights: Tensor  # (B, P) float, 0 where the prior is in the batch padding or ignored
     num_pos: Tensor  # (B,) long
     num_classes: int
 
@@ -36,7 +36,10 @@ def image_targets(
     num_classes: int,
     assigner: Assigner = atss_assign,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One image: (P,) labels, (P, 4) boxes, (P,) label weights."""
+    """One image: (P,) labels, (P, 4) boxes, (P,) label weights.
+
+    A prior the assigner ignores (IGNORE) is labelled background with label weight 0.
+    """
     valid = valid_mask(priors, pad_shape)  # (P,)
     assigned = assigner(priors.anchors, priors.num_per_level, gt_boxes, valid)  # (P,)
     pos = assigned >= 0
@@ -44,7 +47,7 @@ def image_targets(
     labels[pos] = gt_labels[assigned[pos]]
     boxes = torch.zeros_like(priors.anchors)
     boxes[pos] = gt_boxes[assigned[pos]].to(boxes.dtype)
-    return labels, boxes, valid.float()
+    return labels, boxes, (valid & (assigned != IGNORE)).float()
 
 
 def batch_targets(

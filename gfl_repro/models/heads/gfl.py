@@ -199,7 +199,7 @@ class GFLHead(nn.Module):
             keep = topk_per_level(out.scores[i], priors.num_per_level, cfg.nms_pre)  # (Q,)
             dist = self.distances(out.reg[i, keep]) * priors.strides[keep, None]  # (Q, 4)
             boxes = distance2bbox(priors.points[keep], dist, tuple(meta["img_shape"]))
-            scale = torch.as_tensor(meta.get("scale_factor", [1.0] * 4), dtype=boxes.dtype)
+            scale = torch.as_tensor(meta.get("scale_factor", [1.0] * 4)).to(boxes)
             boxes, scores, labels = multiclass_nms(boxes / scale, out.scores[i, keep], cfg)
             results.append({"boxes": boxes, "scores": scores, "labels": labels})
         return results
