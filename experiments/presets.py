@@ -56,7 +56,7 @@ def mini() -> Config:
             val_images_per_process=8,
             workers=1,
         ),
-        schedule=ScheduleConfig(epochs=6, lr=0.04, base_batch=16, warmup_iters=200, steps=(4, 5)),
+        schedule=ScheduleConfig(epochs=6, lr=0.16, base_batch=16, warmup_iters=200, steps=(4, 5)),
         runtime=RuntimeConfig(device="cpu", log_every=25, tensorboard=False),
     )
 
