@@ -1,19 +1,22 @@
 """Every experiment by paper table and row: a name, where it sits in the paper, and its diff.
 
-An experiment is its base (the GFLV2 default of the preset) plus a few ``--set`` overrides, so a
-table is a list of names and a new variant is one line.
+An experiment is the preset's GFLV2 default (ATSS assignment, GFL head, general distribution,
+DGQP with top-4 + mean, p = 64, decomposed J = C x I) plus a few ``--set`` overrides, so a table
+is a list of names and a new variant is one line. Rows equal to the default (e.g. Table 1's
+Top-k + Mean) are kept under their table's name too; the sweep identifies runs by resolved
+config, so such rows are trained once.
 """
 
 from dataclasses import dataclass
 
 from experiments.presets import preset
-from gfl_repro.config import Config, apply_overrides
+from gfl_repro.config import CONV_QUALITY, Config, apply_overrides
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    table: str  # paper table(s) the row appears in, e.g. "1-5"
+    table: str  # the paper table the row belongs to ("1" ... "6"; "main" for the defaults)
     row: str  # the row label as printed in the paper
     overrides: tuple[str, ...] = ()  # the diff from the GFLV2 default, as --set items
 
@@ -21,13 +24,110 @@ class Experiment:
         return ", ".join(self.overrides) or "(the GFLV2 default)"
 
 
+GFLV1 = ("model.quality.kind=none",)
+DIRAC = ("model.head.box=dirac", "model.quality.kind=none")  # the "*" joint-representation rows
+NATIVE = ("model.head.kind=native", "model.quality.kind=none")
+
+# The detector families of Table 5: their own priors, assigner and neck (mmdetection R-50 1x).
+RETINANET = (
+    "model.detector=retinanet",
+    "model.head.anchor_scale=4",
+    "model.fpn_extra_source=input",
+)
+RETINANET_ANCHORS = ("model.head.anchor_ratios=0.5,1,2", "model.head.scales_per_octave=3")
+FCOS = ("model.detector=fcos", "model.head.center_offset=0.5", "model.fpn_relu_before_extra=true")
+FOVEABOX = (
+    "model.detector=foveabox",
+    "model.head.center_offset=0.5",
+    "model.fpn_extra_source=input",
+)
+NMS_05 = ("model.inference.iou_thr=0.5",)  # RetinaNet's and FoveaBox's test-time NMS
+
+
+def _table1() -> list[Experiment]:
+    rows = [("topk", "Top-k(4)"), ("mean", "Mean"), ("var", "Var"), ("topk_mean", "Top-k + Mean"),
+            ("topk_var", "Top-k + Var"), ("topk_mean_var", "Top-k + Mean + Var")]  # fmt: skip
+    out = []
+    for key, label in rows:
+        stats = ",".join(key.split("_"))
+        diff = () if key == "topk_mean" else (f"model.quality.statistics={stats}",)
+        out.append(Experiment(f"t1_{key}", "1", label, diff))
+    return out
+
+
+def _table2() -> list[Experiment]:
+    out = [Experiment("t2_k0", "2", "k = 0 (GFLV1)", GFLV1)]
+    for k in (1, 2, 3, 4, 8, 16):
+        diff = () if k == 4 else (f"model.quality.k={k}",)
+        out.append(Experiment(f"t2_k{k}_p64", "2", f"k = {k}, p = 64", diff))
+    for p in (8, 16, 32, 128, 256):
+        out.append(
+            Experiment(f"t2_k4_p{p}", "2", f"k = 4, p = {p}", (f"model.quality.hidden={p}",))
+        )
+    return out
+
+
+def _table3() -> list[Experiment]:
+    letters = "abcdefg"
+    out = [Experiment("t3_atss_star", "3", "Baseline (ATSS* w/ joint representation)", DIRAC)]
+    for letter, kind in zip(letters, CONV_QUALITY, strict=True):
+        label = f"Convolutional features ({letter}) {kind.replace('_', ' ')}"
+        out.append(Experiment(f"t3_{kind}", "3", label, (f"model.quality.kind={kind}",)))
+    out.append(Experiment("t3_distribution", "3", "Distribution statistics"))
+    return out
+
+
+def _table4() -> list[Experiment]:
+    out = [Experiment("t4_gflv1", "4", "Baseline (GFLV1)", GFLV1)]
+    for d in (16, 32, 64, 128, 256):
+        diff = ("model.quality.kind=composed", f"model.quality.composed_dim={d}")
+        out.append(Experiment(f"t4_composed_d{d}", "4", f"Composed form, d = {d}", diff))
+    out.append(Experiment("t4_decomposed", "4", "Decomposed form"))
+    return out
+
+
+def _table5() -> list[Experiment]:
+    return [
+        Experiment(
+            "t5_retinanet", "5", "RetinaNet", RETINANET + RETINANET_ANCHORS + NATIVE + NMS_05
+        ),
+        Experiment("t5_retinanet_gflv2", "5", "RetinaNet + GFLV2", RETINANET),
+        Experiment("t5_foveabox", "5", "FoveaNet", FOVEABOX + NATIVE + NMS_05),
+        Experiment("t5_foveabox_gflv2", "5", "FoveaNet + GFLV2", FOVEABOX),
+        Experiment("t5_fcos", "5", "FCOS", FCOS + NATIVE),
+        Experiment("t5_fcos_gflv2", "5", "FCOS + GFLV2", FCOS),
+        Experiment("t5_atss", "5", "ATSS", NATIVE),
+        Experiment("t5_atss_gflv2", "5", "ATSS + GFLV2"),
+    ]
+
+
+def _table6() -> list[Experiment]:
+    return [
+        Experiment("t6_fcos_star", "6", "FCOS*", FCOS + DIRAC),
+        Experiment("t6_atss_star", "6", "ATSS*", DIRAC),
+        Experiment("t6_gflv1", "6", "GFLV1", GFLV1),
+        Experiment("t6_gflv2", "6", "GFLV2 (ours)"),
+    ]
+
+
 EXPERIMENTS = {
     e.name: e
     for e in [
-        Experiment("gflv2", "1-5, 7", "GFLV2 (Top-k(4) + Mean, p = 64, decomposed)"),
-        Experiment("gflv1", "2, 4, 6", "GFLV1 (k = 0)", ("model.quality.kind=none",)),
+        Experiment("gflv2", "main", "GFLV2 (Top-k(4) + Mean, p = 64, decomposed)"),
+        Experiment("gflv1", "main", "GFLV1 (k = 0)", GFLV1),
+        *_table1(),
+        *_table2(),
+        *_table3(),
+        *_table4(),
+        *_table5(),
+        *_table6(),
     ]
 }
+
+
+def table(number: str) -> list[Experiment]:
+    """The rows of a paper table, in the paper's order."""
+    return [e for e in EXPERIMENTS.values() if e.table == str(number)]
 
 
 def resolve(name: str, preset_name: str, overrides: list[str] | None = None) -> Config:

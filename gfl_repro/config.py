@@ -10,7 +10,19 @@ from dataclasses import dataclass, field
 
 from gfl_repro.models.postprocess import InferenceConfig
 
-QUALITY_KINDS = ("dgqp", "none")
+CONV_QUALITY = (
+    "point",
+    "region",
+    "border_dense",
+    "border_middle",
+    "border_extreme",
+    "regular",
+    "deformable",
+)
+QUALITY_KINDS = ("dgqp", "composed", "none", *CONV_QUALITY)
+DETECTORS = ("atss", "retinanet", "fcos", "foveabox")
+HEAD_KINDS = ("gfl", "native")
+BOX_KINDS = ("distribution", "dirac")
 BACKBONES = (
     "resnet18",
     "resnet34",
@@ -28,19 +40,30 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class QualityConfig:
-    kind: str = "dgqp"  # "dgqp" (GFLV2) or "none" (GFLV1, J = C)
+    # "dgqp" (GFLV2, J = C x I from distribution statistics), "composed" (Table 4: statistics
+    # appended to the cls features), a convolutional input of Table 3 (CONV_QUALITY, J = C x I
+    # from sampled regression features), or "none" (GFLV1: J = C).
+    kind: str = "dgqp"
     k: int = 4
     hidden: int = 64  # p
     statistics: tuple[str, ...] = ("topk", "mean")
+    composed_dim: int = 64  # d of the composed form
 
 
 @dataclass(frozen=True)
 class HeadConfig:
+    # "gfl": the GFL head (QFL on J, GIoU, DFL with a distribution); "native": the detector's
+    # own head, losses and scoring (Table 5 baselines: RetinaNet, FCOS, ATSS, FoveaBox).
+    kind: str = "gfl"
+    box: str = "distribution"  # "distribution" (n + 1 bins, DFL) or "dirac" (ltrb, GIoU only)
     feat_channels: int = 256
     stacked_convs: int = 4
     reg_max: int = 16
     gn_groups: int = 32
     anchor_scale: float = 8.0  # anchor side = anchor_scale * stride (octave_base_scale)
+    anchor_ratios: tuple[float, ...] = (1.0,)
+    scales_per_octave: int = 1
+    center_offset: float = 0.0  # prior centre at (x + offset) * stride
     atss_topk: int = 9
     loss_qfl: float = 1.0
     loss_bbox: float = 2.0
@@ -50,6 +73,7 @@ class HeadConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     num_classes: int = 80
+    detector: str = "atss"  # whose priors and assigner: atss (GFL's), retinanet, fcos, foveabox
     backbone: str = "resnet50"
     # "" = random init, "imagenet" = torchvision's weights from the torch hub cache, else a path.
     pretrained: str = ""
@@ -58,6 +82,8 @@ class ModelConfig:
     mini_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
     mini_norm: str = "bn"
     fpn_channels: int = 256
+    fpn_extra_source: str = "output"  # P6 from P5's output (GFL, FCOS) or from C5 ("input")
+    fpn_relu_before_extra: bool = False  # FCOS: ReLU between P6 and the P7 conv
     head: HeadConfig = field(default_factory=HeadConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
@@ -66,17 +92,30 @@ class ModelConfig:
         check_model(self)
 
 
+def _one_of(key: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: unknown {value!r}; known: {', '.join(map(str, allowed))}")
+
+
 def check_model(cfg: ModelConfig) -> None:
-    if cfg.backbone not in BACKBONES:
-        raise ConfigError(
-            f"model.backbone: unknown {cfg.backbone!r}; known: {', '.join(BACKBONES)}"
-        )
+    _one_of("model.backbone", cfg.backbone, BACKBONES)
+    _one_of("model.detector", cfg.detector, DETECTORS)
+    _one_of("model.head.kind", cfg.head.kind, HEAD_KINDS)
+    _one_of("model.head.box", cfg.head.box, BOX_KINDS)
+    _one_of("model.fpn_extra_source", cfg.fpn_extra_source, ("output", "input"))
     q = cfg.quality
-    if q.kind not in QUALITY_KINDS:
+    _one_of("model.quality.kind", q.kind, QUALITY_KINDS)
+    if cfg.head.kind == "native" and q.kind != "none":
         raise ConfigError(
-            f"model.quality.kind: unknown {q.kind!r}; known: {', '.join(QUALITY_KINDS)}"
+            "model.head.kind=native scores with the detector's own branches; "
+            "set model.quality.kind=none (a quality branch needs model.head.kind=gfl)"
         )
-    if q.kind == "dgqp" and not 1 <= q.k <= cfg.head.reg_max + 1:
+    if cfg.head.box == "dirac" and q.kind != "none":
+        raise ConfigError(
+            f"model.quality.kind={q.kind} reads the box distribution; with model.head.box=dirac "
+            "only model.quality.kind=none is possible"
+        )
+    if q.kind in ("dgqp", "composed") and not 1 <= q.k <= cfg.head.reg_max + 1:
         raise ConfigError(
             f"model.quality.k = {q.k} must be in [1, reg_max + 1 = {cfg.head.reg_max + 1}]"
         )
@@ -86,8 +125,8 @@ def check_model(cfg: ModelConfig) -> None:
             f"model.quality.statistics: {q.statistics} must be a non-empty subset of "
             "topk, mean, var"
         )
-    if q.hidden < 1:
-        raise ConfigError(f"model.quality.hidden = {q.hidden} must be >= 1")
+    if q.hidden < 1 or q.composed_dim < 1:
+        raise ConfigError("model.quality.hidden and model.quality.composed_dim must be >= 1")
 
 
 DATASETS = ("mini", "coco", "custom")
@@ -203,16 +242,21 @@ def _number_or_text(text: str):
 
 
 def apply_overrides(cfg, overrides: list[str]):
-    """Apply ``a.b=c`` overrides to a (nested) frozen config; unknown keys and bad values raise."""
+    """Apply ``a.b=c`` overrides to a (nested) frozen config; unknown keys and bad values raise.
+
+    All overrides are applied first and the result is checked once, so a change that needs two
+    fields (e.g. model.head.kind=native with model.quality.kind=none) can be given in any order.
+    """
+    data = dataclasses.asdict(cfg)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. schedule.lr=0.02")
-        key, text = item.split("=", 1)
-        cfg = _replace_path(cfg, key.strip().split("."), text.strip(), key.strip())
-    return cfg
+        key, text = (part.strip() for part in item.split("=", 1))
+        _set_path(cfg, data, key.split("."), text, key)
+    return from_dict(type(cfg), data)
 
 
-def _replace_path(obj, parts: list[str], text: str, key: str):
+def _set_path(obj, data: dict, parts: list[str], text: str, key: str) -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     if parts[0] not in names:
         known = ", ".join(sorted(names))
@@ -221,15 +265,11 @@ def _replace_path(obj, parts: list[str], text: str, key: str):
     if len(parts) > 1:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"--set {key}: {parts[0]!r} has no sub-keys")
-        value = _replace_path(current, parts[1:], text, key)
+        _set_path(current, data[parts[0]], parts[1:], text, key)
     elif dataclasses.is_dataclass(current):
         raise ConfigError(f"--set {key}: {parts[0]!r} is a group; name one of its keys")
     else:
-        value = _parse_value(text, current, key)
-    try:
-        return dataclasses.replace(obj, **{parts[0]: value})
-    except ConfigError as err:
-        raise ConfigError(f"--set {key}={text}: {err}") from None
+        data[parts[0]] = _parse_value(text, current, key)
 
 
 def to_dict(cfg) -> dict:

@@ -6,22 +6,37 @@ Legend: B images, F out channels, (H_l, W_l) size of level l.
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+EXTRA_SOURCES = ("output", "input")
+
 
 class FPN(nn.Module):
-    """Lin et al.'s FPN with two extra levels computed from the last output (mmdetection 2.x
-    ``add_extra_convs='on_output'``): P6 = 3x3/2 conv of P5's output, P7 = 3x3/2 conv of P6 with
-    no ReLU in between. Lateral convs have biases (no norm); every conv is xavier-uniform, bias 0.
+    """Lin et al.'s FPN with two extra levels. GFL's (mmdetection 2.x ``add_extra_convs=
+    'on_output'``): P6 = 3x3/2 conv of P5's output, P7 = 3x3/2 conv of P6 with no ReLU in between.
+    RetinaNet and FoveaBox take P6 from C5 instead (``extra_source="input"``, 'on_input'); FCOS
+    puts a ReLU before the P7 conv (``relu_before_extra``). Lateral convs have biases (no norm);
+    every conv is xavier-uniform, bias 0.
     """
 
-    def __init__(self, in_channels: list[int], out_channels: int = 256, num_extra: int = 2):
+    def __init__(
+        self,
+        in_channels: list[int],
+        out_channels: int = 256,
+        num_extra: int = 2,
+        extra_source: str = "output",
+        relu_before_extra: bool = False,
+    ):
         super().__init__()
+        if extra_source not in EXTRA_SOURCES:
+            raise ValueError(f"extra_source must be one of {EXTRA_SOURCES}, got {extra_source!r}")
+        self.extra_source, self.relu_before_extra = extra_source, relu_before_extra
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
         self.fpn_convs = nn.ModuleList(
             nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels
         )
-        self.fpn_convs.extend(
-            nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1) for _ in range(num_extra)
-        )
+        first_in = in_channels[-1] if extra_source == "input" else out_channels
+        for i in range(num_extra):
+            c_in = first_in if i == 0 else out_channels
+            self.fpn_convs.append(nn.Conv2d(c_in, out_channels, 3, stride=2, padding=1))
         self.out_channels = out_channels
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -35,6 +50,9 @@ class FPN(nn.Module):
                 laterals[i], size=laterals[i - 1].shape[2:], mode="nearest"
             )
         outs = [conv(lat) for conv, lat in zip(self.fpn_convs, laterals, strict=False)]
-        for conv in self.fpn_convs[len(laterals) :]:
-            outs.append(conv(outs[-1]))  # (B, F, H_l, W_l)
+        source = feats[-1] if self.extra_source == "input" else outs[-1]
+        for i, conv in enumerate(self.fpn_convs[len(laterals) :]):
+            if i > 0:
+                source = outs[-1].relu() if self.relu_before_extra else outs[-1]
+            outs.append(conv(source))  # (B, F, H_l, W_l)
         return outs
