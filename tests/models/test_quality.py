@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gfl_repro.models.quality import DGQP, distribution_statistics
+from gfl_repro.models.quality import DGQP, STATISTICS, distribution_statistics
 
 
 def _side_logits():
@@ -62,3 +62,27 @@ def test_gradient_reaches_the_distribution():
     DGQP()(logits).sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     assert math.isfinite(logits.grad.sum().item())
+
+
+def test_one_hot_top1_is_1_with_zero_variance_and_uniform_is_flat():
+    n1 = 17
+    one_hot = torch.full((4, n1), -50.0)
+    one_hot[:, 7] = 50.0
+    stats = distribution_statistics(one_hot.reshape(1, -1, 1, 1), 16, 1, STATISTICS)[0, :, 0, 0]
+    assert torch.allclose(stats, torch.tensor([1.0, 1.0, 0.0] * 4), atol=1e-6)  # top-1, mean, var
+    uniform = torch.zeros(1, 4 * n1, 1, 1)
+    stats = distribution_statistics(uniform, 16, 4, STATISTICS)[0, :, 0, 0].reshape(4, 6)
+    assert (
+        torch.allclose(stats[:, :5], torch.full((4, 5), 1 / 17))
+        and (stats[:, 5].abs() < 1e-9).all()
+    )
+
+
+def test_decomposed_joint_score_is_in_0_1():
+    from gfl_repro.models.heads.gfl import GFLHead
+
+    head = GFLHead(num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1, reg_max=16,
+                   strides=(8,), gn_groups=4, quality=DGQP(hidden=8))  # fmt: skip
+    out = head([torch.randn(2, 8, 5, 6) * 10])
+    assert out.scores.shape == (2, 30, 3) and out.quality.shape == (2, 30)
+    assert (out.scores >= 0).all() and (out.scores <= out.quality[..., None] + 1e-7).all()
