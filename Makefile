@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
-SEED ?= 0
+SEEDS ?= 1
 
-.PHONY: setup test lint format demo reproduce data clean
+.PHONY: setup test lint format demo reproduce data clean all-tables plan \
+	table1 table2 table3 table4 table5 table6 table7 table8
 
 setup: $(STAMP)
 
@@ -33,9 +34,23 @@ demo: setup
 # The main job: GFLV1 and GFLV2 at PRESET (built-in data by default), their AP beside the paper's.
 # Finished runs are skipped and interrupted ones resume, so re-running it only does what is missing.
 reproduce: setup
-	$(BIN)/gfl-repro train gflv1 --preset $(PRESET) --seed $(SEED)
-	$(BIN)/gfl-repro train gflv2 --preset $(PRESET) --seed $(SEED)
+	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(SEEDS)
 	$(BIN)/python analysis/main_result.py --preset $(PRESET)
+
+# One paper table: its missing runs (shared runs once), then results/$(PRESET)/tableN.{csv,md}.
+table1 table2 table3 table4 table5 table6 table8: setup
+	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS)
+
+table7: setup
+	@case "$(PRESET)" in coco*) ;; *) echo "table7 runs at the COCO presets only" >&2; exit 2;; esac
+	$(BIN)/gfl-repro sweep 7 --preset $(PRESET) --seeds $(SEEDS)
+
+all-tables: setup
+	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS)
+
+# The plan of every table and its cost, without running anything.
+plan: setup
+	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --dry-run
 
 data: setup
 	$(BIN)/gfl-repro data mini --out data/mini --contact-sheet results/mini/contact_sheet.png

@@ -6,6 +6,7 @@
 """
 
 import dataclasses
+from dataclasses import dataclass
 
 from gfl_repro.config import (
     Config,
@@ -61,10 +62,60 @@ def mini() -> Config:
     )
 
 
-PRESETS = {"mini": mini, "coco-1x": coco_1x, "coco-2x-ms": coco_2x_ms}
+def tiny() -> Config:
+    """A smoke-test scale: a dozen 64-px images of the built-in set and a minimal model, seconds
+    per run. Used by the tests of the sweep driver; not a result of any kind."""
+    cfg = mini()
+    m = cfg.model
+    model = dataclasses.replace(
+        m,
+        mini_widths=(8, 8, 16, 16, 16),
+        fpn_channels=16,
+        head=dataclasses.replace(m.head, feat_channels=16, stacked_convs=1, gn_groups=4),
+        quality=dataclasses.replace(m.quality, hidden=8),
+    )
+    data = dataclasses.replace(
+        cfg.data,
+        root="data/tiny",
+        mini_train=12,
+        mini_val=4,
+        mini_size=64,
+        train_scale=(64, 64),
+        test_scale=(64, 64),
+        images_per_process=4,
+        val_images_per_process=4,
+        workers=0,
+    )
+    schedule = dataclasses.replace(cfg.schedule, epochs=1, warmup_iters=2, steps=())
+    runtime = dataclasses.replace(cfg.runtime, threads=1, log_every=1)
+    return Config(model=model, data=data, schedule=schedule, runtime=runtime)
+
+
+PRESETS = {"mini": mini, "coco-1x": coco_1x, "coco-2x-ms": coco_2x_ms, "tiny": tiny}
 
 
 def preset(name: str) -> Config:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a preset's runs cost, for the sweep's dry-run estimate."""
+
+    train_images: int  # after the training filter
+    processes: int  # devices per run (GPUs at COCO scale, 1 CPU process at mini)
+    seconds_per_iter: float
+    source: str  # where seconds_per_iter comes from
+
+
+COSTS = {
+    "tiny": Cost(12, 1, 0.01, "a guess: smoke tests only"),
+    # Measured here: `gfl-repro train gflv2 --preset mini` on 2 CPU cores (metrics.jsonl).
+    "mini": Cost(3000, 1, 0.21, "measured, mini GFLV2 on 2 CPU cores"),
+    # Not measured here (no GPU): the paper's Table 8, 8.2 h for 12 epochs of 7330 iterations
+    # of 16 images on 8 RTX 2080Ti = 0.336 s per iteration.
+    "coco-1x": Cost(117266, 8, 8.2 * 3600 / (12 * 7330), "paper Table 8 (8 RTX 2080Ti)"),
+    "coco-2x-ms": Cost(117266, 8, 8.2 * 3600 / (12 * 7330), "paper Table 8 (8 RTX 2080Ti)"),
+}

@@ -110,6 +110,23 @@ def _table6() -> list[Experiment]:
     ]
 
 
+def _table7() -> list[Experiment]:
+    """GFLV2's main results (Table 7, run at the coco-2x-ms preset); Res2Net is not built."""
+    return [
+        Experiment("t7_r50", "7", "GFLV2 R-50"),
+        Experiment("t7_r101", "7", "GFLV2 R-101", ("model.backbone=resnet101",)),
+        Experiment(
+            "t7_r101_dcn", "7", "GFLV2 R-101-DCN", ("model.backbone=resnet101", "model.dcn=true")
+        ),  # fmt: skip
+        Experiment(
+            "t7_x101_32x4d_dcn",
+            "7",
+            "GFLV2 X-101-32x4d-DCN",
+            ("model.backbone=resnext101_32x4d", "model.dcn=true"),
+        ),  # fmt: skip
+    ]
+
+
 EXPERIMENTS = {
     e.name: e
     for e in [
@@ -121,12 +138,18 @@ EXPERIMENTS = {
         *_table4(),
         *_table5(),
         *_table6(),
+        *_table7(),
     ]
 }
 
 
+TABLES = ("main", "1", "2", "3", "4", "5", "6", "7", "8")
+
+
 def table(number: str) -> list[Experiment]:
     """The rows of a paper table, in the paper's order."""
+    if str(number) == "8":  # training and inference cost of ATSS*, GFLV1, GFLV2 (Table 8)
+        return [EXPERIMENTS[n] for n in ("t6_atss_star", "t6_gflv1", "t6_gflv2")]
     return [e for e in EXPERIMENTS.values() if e.table == str(number)]
 
 
@@ -136,3 +159,10 @@ def resolve(name: str, preset_name: str, overrides: list[str] | None = None) -> 
         raise KeyError(f"unknown experiment {name!r}; `gfl-repro experiments` lists them")
     cfg = preset(preset_name)
     return apply_overrides(cfg, [*EXPERIMENTS[name].overrides, *(overrides or [])])
+
+
+def canonical_name(name: str, preset_name: str) -> str:
+    """The first experiment (in registry order) whose resolved config equals ``name``'s: rows
+    shared between tables (e.g. t1_topk_mean, t2_k4_p64 and gflv2) share one run folder."""
+    cfg = resolve(name, preset_name)
+    return next(n for n in EXPERIMENTS if resolve(n, preset_name) == cfg)

@@ -1,6 +1,8 @@
 """The ``gfl-repro`` command."""
 
 import argparse
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -50,13 +52,19 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from experiments.registry import resolve
+    from experiments.registry import canonical_name, resolve
+    from gfl_repro.config import to_dict
     from gfl_repro.engine.runs import default_run_dir
     from gfl_repro.engine.train import train_run
 
     cfg = resolve(args.experiment, args.preset, args.set)
-    run_dir = args.work_dir or default_run_dir(args.preset, args.experiment, args.seed)
-    meta = {"experiment": args.experiment, "preset": args.preset, "overrides": args.set}
+    name = canonical_name(args.experiment, args.preset)
+    if args.set:  # a config of its own: a folder of its own
+        digest = hashlib.sha1(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
+        name = f"{args.experiment}-{digest}"
+    run_dir = args.work_dir or default_run_dir(args.preset, name, args.seed)
+    meta = {"experiment": name, "requested": args.experiment, "preset": args.preset,
+            "overrides": args.set}  # fmt: skip
     train_run(cfg, run_dir, args.seed, resume=args.resume, meta=meta)
     return 0
 
@@ -77,6 +85,50 @@ def _data_mini(args: argparse.Namespace) -> int:
     print(mini.format_stats(stats))
     if args.contact_sheet:
         print(f"contact sheet: {mini.contact_sheet(args.out, args.contact_sheet)}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from experiments.presets import COSTS
+    from experiments.registry import TABLES, canonical_name, resolve, table
+    from experiments.tables import paper_table
+    from gfl_repro.engine import sweep
+
+    if args.table not in (*TABLES, "all"):
+        raise SystemExit(f"unknown table {args.table!r}; known: {', '.join(TABLES)}, all")
+    # "all": every table of the ablations and analysis; Table 7 (backbones, 2x) only by name.
+    numbers = tuple(t for t in TABLES if t != "7") if args.table == "all" else (args.table,)
+    rows = [e.name for number in numbers for e in table(number)]
+    runs = sweep.plan(rows, args.preset, args.seeds, resolve, canonical_name, args.runs)
+    cost = COSTS[args.preset]
+
+    def seconds(run: sweep.PlannedRun) -> float:
+        iters = sweep.total_iterations(run.config, cost.train_images, cost.processes)
+        return iters * cost.seconds_per_iter * cost.processes  # device-seconds
+
+    unit = "GPU-hours" if cost.processes > 1 else "hours"
+    print(f"Table {args.table} at {args.preset}, {args.seeds} seed(s); cost from {cost.source}")
+    print(sweep.format_plan(runs, seconds, unit))
+    if args.dry_run:
+        return 0
+    if args.launcher == "slurm":
+        opts = sweep.SlurmOptions(args.nodes, args.gpus_per_node, args.cpus_per_task,
+                                  args.partition, args.time_min)  # fmt: skip
+        sweep.submit_slurm(runs, args.preset, opts, args.runs / args.preset / "slurm")
+        return 0
+    failed = sweep.run_local(runs, args.preset, lambda r: seconds(r) / cost.processes, args.jobs)
+    for number in numbers:
+        if number != "main":
+            print(paper_table(number, args.preset, args.runs, args.results)[2])
+    return 1 if failed else 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from experiments.tables import paper_table
+
+    csv_path, md_path, markdown = paper_table(args.table, args.preset, args.runs, args.results)
+    print(markdown)
+    print(f"written: {csv_path}, {md_path}")
     return 0
 
 
@@ -119,6 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the latest")
     p.set_defaults(func=_test)
+
+    p = sub.add_parser("sweep", help="run a paper table's missing runs, then write the table")
+    p.add_argument("table", help="main, 1, 2, 3, 4, 5, 6, 8 or all")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per run")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost only")
+    p.add_argument("--jobs", type=int, default=1, help="local runs at once (one per GPU)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="root of the run folders")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--cpus-per-task", type=int, default=5)
+    p.add_argument("--partition", default="")
+    p.add_argument("--time-min", type=int, default=24 * 60)
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("table", help="write a paper table from the run folders that exist")
+    p.add_argument("table", help="1, 2, 3, 4, 5, 6 or 8")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.set_defaults(func=_table)
 
     p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
     p.set_defaults(func=_experiments)

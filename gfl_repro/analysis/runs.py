@@ -33,24 +33,31 @@ def _read(path: Path) -> dict:
 
 
 def compare_with_paper(
-    runs: pd.DataFrame, paper: dict[str, dict[str, float]], experiments: list[str]
+    runs: pd.DataFrame,
+    paper: dict[str, dict[str, float]],
+    rows: list[str] | list[tuple[str, str]],
+    columns: tuple[str, ...] = METRICS,
 ) -> pd.DataFrame:
-    """Per experiment: ours (mean and std over complete seeds), the paper's value, the difference.
+    """Per row: ours (mean and std over complete seeds), the paper's value, the difference.
 
-    A row whose runs are not all complete is shown as missing (NaN), never filled in.
+    ``rows`` are experiment names, or (row name, run name) pairs when rows share a run folder.
+    A row whose runs are not all complete is shown as missing (NaN), never filled in; so is a
+    column that the runs do not measure.
     """
-    rows = []
-    for name in experiments:
-        mine = runs[runs["experiment"] == name]
+    out = []
+    for item in rows:
+        row_name, run_name = item if isinstance(item, tuple) else (item, item)
+        mine = runs[runs["experiment"] == run_name]
         done = mine[mine["complete"]]
-        row = {"experiment": name, "seeds": len(done)}
         ok = len(done) > 0 and len(done) == len(mine)
+        row = {"experiment": row_name, "run": run_name, "seeds": len(done)}
         nan = float("nan")
-        for m in METRICS:
-            mean = done[m].mean() if ok else nan
-            row[m] = round(mean, 1) if ok else nan
-            row[f"{m}_std"] = round(done[m].std(ddof=1), 2) if ok and len(done) > 1 else nan
-            row[f"{m}_paper"] = paper.get(name, {}).get(m, nan)
-            row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], 1) if ok else nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+        for m in columns:
+            have = ok and m in done and done[m].notna().all()
+            mean = done[m].mean() if have else nan
+            row[m] = round(mean, 1) if have else nan
+            row[f"{m}_std"] = round(done[m].std(ddof=1), 2) if have and len(done) > 1 else nan
+            row[f"{m}_paper"] = paper.get(row_name, {}).get(m, nan)
+            row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], 1) if have else nan
+        out.append(row)
+    return pd.DataFrame(out)

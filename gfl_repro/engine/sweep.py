@@ -1,0 +1,189 @@
+"""Sweeps: plan the runs of a paper table, run only what is missing, locally or on Slurm.
+
+A run is identified by its resolved config and seed. Rows whose configs are equal (the GFLV2
+default sits in Tables 1-5) map to one run folder, ``runs/<preset>/<canonical name>/seed<S>``,
+where the canonical name is the first registry entry with that config. A complete run
+(``metrics.json`` present) is skipped, an incomplete one resumes from its last checkpoint, and
+the rest start from nothing.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gfl_repro.config import Config, to_dict
+from gfl_repro.engine.checkpoint import latest_checkpoint
+from gfl_repro.engine.runs import default_run_dir, is_complete
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedRun:
+    name: str  # canonical experiment name: the run folder's name
+    seed: int
+    config: Config
+    run_dir: Path
+    rows: list[str] = field(default_factory=list)  # every requested row this run stands for
+
+    @property
+    def status(self) -> str:
+        if is_complete(self.run_dir):
+            return "complete"
+        return "partial" if latest_checkpoint(self.run_dir) else "new"
+
+
+def plan(
+    rows: list[str],
+    preset: str,
+    seeds: int,
+    resolve: Callable[[str, str], Config],
+    canonical: Callable[[str, str], str],
+    root: str | Path = "runs",
+) -> list[PlannedRun]:
+    """One PlannedRun per distinct (config, seed) among ``rows`` x seeds, in row order."""
+    runs: dict[tuple[str, int], PlannedRun] = {}
+    for row in rows:
+        name = canonical(row, preset)
+        for seed in range(seeds):
+            key = (name, seed)
+            if key not in runs:
+                cfg = resolve(name, preset)
+                runs[key] = PlannedRun(name, seed, cfg, default_run_dir(preset, name, seed, root))
+            runs[key].rows.append(row)
+    for run in runs.values():
+        check_folder(run)
+    return list(runs.values())
+
+
+def check_folder(run: PlannedRun) -> None:
+    """A run folder written by another config is an error, never silently reused."""
+    saved = run.run_dir / "config.json"
+    if saved.is_file() and json.loads(saved.read_text()) != to_dict(run.config):
+        raise RuntimeError(
+            f"{run.run_dir} holds a run of another config than {run.name} resolves to now "
+            "(the code or the preset changed); move the folder away or pass another --runs root"
+        )
+
+
+def total_iterations(cfg: Config, train_images: int, world_size: int = 1) -> int:
+    per_iter = cfg.data.images_per_process * world_size
+    total = -(-train_images // per_iter) * cfg.schedule.epochs
+    return min(total, cfg.schedule.max_iters) if cfg.schedule.max_iters else total
+
+
+def format_plan(runs: list[PlannedRun], seconds_per_run: Callable[[PlannedRun], float],
+                unit: str = "hours", scale: float = 1 / 3600) -> str:  # fmt: skip
+    lines = [f"{'run':<28} {'seed':>4}  {'status':<8}  {'est. ' + unit:>12}  rows"]
+    todo = 0.0
+    for run in runs:
+        cost = seconds_per_run(run) * scale
+        if run.status != "complete":
+            todo += cost
+        lines.append(f"{run.name:<28} {run.seed:>4}  {run.status:<8}  {cost:>12.2f}  "
+                     f"{', '.join(sorted(set(run.rows)))}")  # fmt: skip
+    done = sum(r.status == "complete" for r in runs)
+    lines.append(f"{len(runs)} distinct runs ({done} complete); estimated {todo:.1f} {unit} to go")
+    return "\n".join(lines)
+
+
+def train_command(run: PlannedRun, preset: str) -> list[str]:
+    where = ["--preset", preset, "--seed", str(run.seed), "--work-dir", str(run.run_dir)]
+    return [sys.executable, "-m", "gfl_repro.cli", "train", run.name, *where, "--resume", "auto"]
+
+
+def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[PlannedRun], float],
+              jobs: int = 1) -> list[PlannedRun]:  # fmt: skip
+    """Run the runs that are not complete, one after another (or ``jobs`` at once, one per GPU
+    when there are GPUs). Returns the runs that failed."""
+    pending = [r for r in runs if r.status != "complete"]
+    failed, start = [], time.time()
+    left = sum(seconds_per_run(r) for r in pending)
+    for i in range(0, len(pending), jobs):
+        batch = pending[i : i + jobs]
+        elapsed = (time.time() - start) / 60
+        names = ", ".join(f"{r.name} seed{r.seed}" for r in batch)
+        print(f"[run {i + 1}/{len(pending)}] {names} | {elapsed:.0f} min elapsed, "
+              f"about {left / 60:.0f} min left (estimated)", flush=True)  # fmt: skip
+        procs = [subprocess.Popen(train_command(r, preset), env=_device_env(k))
+                 for k, r in enumerate(batch)]  # fmt: skip
+        for run, proc in zip(batch, procs, strict=True):
+            if proc.wait() != 0 or not is_complete(run.run_dir):
+                failed.append(run)
+                print(f"run failed: {run.run_dir} (see its train.log)", flush=True)
+            left -= seconds_per_run(run)
+    return failed
+
+
+def _device_env(slot: int) -> dict[str, str]:
+    env = dict(os.environ)
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        devices = visible.split(",")
+        env["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
+    return env
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    nodes: int = 1
+    gpus_per_node: int = 8
+    cpus_per_task: int = 5
+    partition: str = ""
+    time_min: int = 24 * 60
+    mem_gb: int = 0  # 0 = the partition's default
+
+
+def slurm_parameters(opts: SlurmOptions, name: str) -> dict:
+    """submitit parameters: one task per GPU, so srun starts the DDP processes and each reads
+    its rank from the Slurm environment (gfl_repro.engine.distributed)."""
+    params = {
+        "nodes": opts.nodes,
+        "tasks_per_node": opts.gpus_per_node,
+        "gpus_per_node": opts.gpus_per_node,
+        "cpus_per_task": opts.cpus_per_task,
+        "timeout_min": opts.time_min,
+        "name": name,
+    }
+    if opts.partition:
+        params["slurm_partition"] = opts.partition
+    if opts.mem_gb:
+        params["mem_gb"] = opts.mem_gb
+    return params
+
+
+def _train_task(config: dict, run_dir: str, seed: int, meta: dict) -> dict | None:
+    from gfl_repro.config import from_dict
+    from gfl_repro.engine.train import train_run
+
+    return train_run(from_dict(Config, config), Path(run_dir), seed, resume="auto", meta=meta)
+
+
+def submit_slurm(runs: list[PlannedRun], preset: str, opts: SlurmOptions, folder: Path,
+                 cluster: str | None = None) -> list:  # fmt: skip
+    """One submitit job per run that is not complete. ``cluster="local"`` runs the jobs as
+    local processes (for tests); None lets submitit pick Slurm when it is there."""
+    try:
+        import submitit
+    except ImportError as err:
+        raise SystemExit(
+            "the slurm launcher needs submitit: pip install 'gfl-repro[cluster]'"
+        ) from err
+    jobs = []
+    for run in (r for r in runs if r.status != "complete"):
+        executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        params = slurm_parameters(opts, f"gfl-{preset}-{run.name}-s{run.seed}")
+        if cluster == "local":
+            params = {"timeout_min": opts.time_min, "name": params["name"]}
+        executor.update_parameters(**params)
+        meta = {"experiment": run.name, "preset": preset, "rows": sorted(set(run.rows))}
+        jobs.append(executor.submit(_train_task, to_dict(run.config), str(run.run_dir),
+                                    run.seed, meta))  # fmt: skip
+        print(f"submitted {run.name} seed{run.seed}: job {jobs[-1].job_id}", flush=True)
+    return jobs

@@ -1,0 +1,107 @@
+"""The sweep driver: shared rows trained once, re-issued sweeps run only what is missing,
+the submitit path, and the generated sbatch parameters."""
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from experiments.presets import COSTS
+from experiments.registry import canonical_name, resolve
+from gfl_repro.engine import sweep
+from gfl_repro.engine.runs import is_complete
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _plan(rows, seeds=1):
+    return sweep.plan(rows, "tiny", seeds, resolve, canonical_name, "runs")
+
+
+def test_rows_of_several_tables_with_one_config_are_one_run(in_tmp):
+    runs = _plan(["t1_topk_mean", "t2_k4_p64", "t3_distribution", "t2_k0", "t4_gflv1", "gflv2"])
+    assert [(r.name, sorted(r.rows)) for r in runs] == [
+        ("gflv2", ["gflv2", "t1_topk_mean", "t2_k4_p64", "t3_distribution"]),
+        ("gflv1", ["t2_k0", "t4_gflv1"]),
+    ]
+    assert [r.run_dir.as_posix() for r in _plan(["gflv2"], seeds=2)] == [
+        "runs/tiny/gflv2/seed0", "runs/tiny/gflv2/seed1"]  # fmt: skip
+
+
+def test_a_reissued_sweep_runs_only_the_missing_runs(in_tmp, monkeypatch):
+    launched = []
+    real_popen = subprocess.Popen
+
+    def spy(cmd, **kwargs):
+        launched.append(cmd[cmd.index("train") + 1])
+        return real_popen(cmd, **kwargs)
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", spy)
+    runs = _plan(["t2_k0", "t1_topk_mean", "t2_k4_p64"])  # two distinct runs
+    seconds = lambda run: 1.0  # noqa: E731
+    assert sweep.run_local(runs, "tiny", seconds) == []
+    assert launched == ["gflv1", "gflv2"] and all(is_complete(r.run_dir) for r in runs)
+
+    (runs[0].run_dir / "metrics.json").unlink()  # gflv1 "interrupted" during its evaluation
+    launched.clear()
+    runs = _plan(["t2_k0", "t1_topk_mean", "t2_k4_p64"])
+    assert [r.status for r in runs] == ["partial", "complete"]
+    assert sweep.run_local(runs, "tiny", seconds) == []
+    assert launched == ["gflv1"]  # resumed from its checkpoint; gflv2 untouched
+    launched.clear()
+    assert sweep.run_local(_plan(["t2_k0", "gflv2"]), "tiny", seconds) == [] and launched == []
+
+
+def test_a_folder_of_another_config_is_refused(in_tmp):
+    run = _plan(["gflv2"])[0]
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "config.json").write_text('{"model": {}}')
+    with pytest.raises(RuntimeError, match="another config"):
+        _plan(["gflv2"])
+
+
+def test_submitit_local_executor_trains_a_run(in_tmp):
+    pytest.importorskip("submitit", reason="the cluster extra is not installed")
+    runs = _plan(["gflv1"])
+    jobs = sweep.submit_slurm(runs, "tiny", sweep.SlurmOptions(time_min=10), in_tmp / "slurm",
+                              cluster="local")  # fmt: skip
+    assert len(jobs) == 1
+    metrics = jobs[0].result()
+    assert is_complete(runs[0].run_dir) and 0 <= metrics["AP"] <= 1
+    assert sweep.submit_slurm(_plan(["gflv1"]), "tiny", sweep.SlurmOptions(), in_tmp / "s2",
+                              cluster="local") == []  # complete: nothing submitted  # fmt: skip
+
+
+def test_generated_sbatch_parameters(in_tmp, monkeypatch):
+    submitit = pytest.importorskip("submitit", reason="the cluster extra is not installed")
+    fake = in_tmp / "bin"
+    fake.mkdir()
+    for tool in ("srun", "sbatch"):  # submitit checks that a Slurm client is installed
+        (fake / tool).write_text("#!/bin/sh\nexit 0\n")
+        (fake / tool).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    opts = sweep.SlurmOptions(nodes=2, gpus_per_node=8, cpus_per_task=6, partition="gpu",
+                              time_min=720, mem_gb=400)  # fmt: skip
+    params = sweep.slurm_parameters(opts, "gfl-coco-1x-gflv2-s0")
+    executor = submitit.AutoExecutor(folder=str(in_tmp / "slurm"), cluster="slurm")
+    executor.update_parameters(**params)
+    text = executor._executor._make_submission_file_text("python -m x", "uid")
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --cpus-per-task=6", "#SBATCH --partition=gpu", "#SBATCH --time=720",
+                 "#SBATCH --mem=400GB", "#SBATCH --job-name=gfl-coco-1x-gflv2-s0"):  # fmt: skip
+        assert line in text, line
+
+
+def test_dry_run_on_coco_prints_every_table(capsys):
+    from gfl_repro.cli import main
+
+    assert main(["sweep", "all", "--preset", "coco-1x", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "38 distinct runs (0 complete)" in out and "GPU-hours" in out
+    per_run = COSTS["coco-1x"].seconds_per_iter * 8 * 7330 * 12 / 3600  # 8.2 h on 8 GPUs
+    assert f"{per_run:.2f}" in out and f"{38 * per_run:.1f} GPU-hours to go" in out
