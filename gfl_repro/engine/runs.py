@@ -25,6 +25,16 @@ def is_complete(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "metrics.json").is_file()
 
 
+def check_same_config(run_dir: Path, cfg: Config) -> None:
+    """A run folder written by another config is an error, never silently reused or resumed."""
+    saved = Path(run_dir) / "config.json"
+    if saved.is_file() and json.loads(saved.read_text()) != to_dict(cfg):
+        raise RuntimeError(
+            f"{run_dir} holds a run of another config than the one asked for (the experiment, "
+            "its overrides or the code changed); move the folder away or pass another --work-dir"
+        )
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(

@@ -7,7 +7,6 @@ where the canonical name is the first registry entry with that config. A complet
 the rest start from nothing.
 """
 
-import json
 import logging
 import os
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine.checkpoint import latest_checkpoint
-from gfl_repro.engine.runs import default_run_dir, is_complete
+from gfl_repro.engine.runs import check_same_config, default_run_dir, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +57,8 @@ def plan(
                 runs[key] = PlannedRun(name, seed, cfg, default_run_dir(preset, name, seed, root))
             runs[key].rows.append(row)
     for run in runs.values():
-        check_folder(run)
+        check_same_config(run.run_dir, run.config)
     return list(runs.values())
-
-
-def check_folder(run: PlannedRun) -> None:
-    """A run folder written by another config is an error, never silently reused."""
-    saved = run.run_dir / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()) != to_dict(run.config):
-        raise RuntimeError(
-            f"{run.run_dir} holds a run of another config than {run.name} resolves to now "
-            "(the code or the preset changed); move the folder away or pass another --runs root"
-        )
 
 
 def total_iterations(cfg: Config, train_images: int, world_size: int = 1) -> int:

@@ -25,7 +25,7 @@ from gfl_repro.engine.data import ensure_dataset, train_loader, val_loader
 from gfl_repro.engine.distributed import DistInfo, init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
-from gfl_repro.engine.runs import is_complete, write_run_files
+from gfl_repro.engine.runs import check_same_config, is_complete, write_run_files
 from gfl_repro.models.build import build_model
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,7 @@ def train_run(
     if is_complete(run_dir) and resume == "auto":
         log.info("%s is complete (metrics.json exists); nothing to do", run_dir)
         return None
+    check_same_config(run_dir, cfg)
     ensure_dataset(cfg.data, dist)
     if dist.is_main:
         write_run_files(run_dir, cfg, seed, dist, meta or {})

@@ -61,7 +61,7 @@ def test_a_folder_of_another_config_is_refused(in_tmp):
     run = _plan(["gflv2"])[0]
     run.run_dir.mkdir(parents=True)
     (run.run_dir / "config.json").write_text('{"model": {}}')
-    with pytest.raises(RuntimeError, match="another config"):
+    with pytest.raises(RuntimeError, match="another config than the one asked for"):
         _plan(["gflv2"])
 
 
