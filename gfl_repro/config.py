@@ -9,16 +9,8 @@ import json
 from dataclasses import dataclass, field
 
 from gfl_repro.models.postprocess import InferenceConfig
+from gfl_repro.models.quality_conv import CONV_INPUTS as CONV_QUALITY
 
-CONV_QUALITY = (
-    "point",
-    "region",
-    "border_dense",
-    "border_middle",
-    "border_extreme",
-    "regular",
-    "deformable",
-)
 QUALITY_KINDS = ("dgqp", "composed", "none", *CONV_QUALITY)
 DETECTORS = ("atss", "retinanet", "fcos", "foveabox")
 HEAD_KINDS = ("gfl", "native")
