@@ -132,6 +132,17 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lqe(args: argparse.Namespace) -> int:
+    from gfl_repro.analysis.lqe import load_lqe, run_lqe
+    from gfl_repro.analysis.stats import bootstrap_ci
+
+    path = run_lqe(args.run_dir, args.protocol)
+    frame = load_lqe(path.parent, path.stem)
+    pcc = bootstrap_ci(frame["joint"].to_numpy(), frame["iou"].to_numpy(), n=200)
+    print(f"{path}: {len(frame)} rows; PCC(J, IoU) {pcc.value:.3f} [{pcc.low:.3f}, {pcc.high:.3f}]")
+    return 0
+
+
 def _experiments(args: argparse.Namespace) -> int:
     from experiments.registry import EXPERIMENTS
 
@@ -194,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=_table)
+
+    p = sub.add_parser("lqe", help="dump a run's predicted vs real IoU of every val positive")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--protocol", choices=["positives", "detections"], default="positives")
+    p.set_defaults(func=_lqe)
 
     p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
     p.set_defaults(func=_experiments)

@@ -170,6 +170,10 @@ class RuntimeConfig:
     keep_checkpoints: int = 2
     eval_every_epoch: bool = False
     tensorboard: bool = True
+    # The LQE dump written at the end of training (lqe.npz, for Table 6 and Figs. 1b/9):
+    # "positives" (every val positive of the model's own assigner, as the authors measured),
+    # "detections" (post-NMS detections matched to the best same-class gt), or "none".
+    lqe: str = "positives"
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"data.short_range must be MIN,MAX or empty, got {d.short_range}")
     if d.images_per_process < 1:
         raise ConfigError(f"data.images_per_process = {d.images_per_process} must be >= 1")
+    _one_of("runtime.lqe", r.lqe, ("positives", "detections", "none"))
     if r.amp not in AMP_MODES:
         raise ConfigError(f"runtime.amp: unknown {r.amp!r}; known: {', '.join(AMP_MODES)}")
     if r.device not in ("auto", "cpu", "cuda"):

@@ -28,7 +28,7 @@ from torchvision.ops import batched_nms
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
-from gfl_repro.engine.train import load_run_config
+from gfl_repro.engine.runs import load_run_config
 from gfl_repro.models.box_coding import Priors, aligned_iou, box_iou, distance2bbox
 from gfl_repro.models.build import build_model
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput

@@ -24,11 +24,12 @@ def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str =
     for _, r in table.iterrows():
         cells = [r["experiment"], str(r["seeds"])]
         for m in metrics:
-            ours = _cell(r[m])
+            digits = 3 if m == "PCC" else 1
+            ours = _cell(r[m], digits)
             std = r.get(f"{m}_std")
             if not _missing(std):
                 ours += f" ± {std:.2f}"
-            cells += [ours, _cell(r[f"{m}_paper"]), _cell(r[f"{m}_diff"])]
+            cells += [ours, _cell(r[f"{m}_paper"], digits), _cell(r[f"{m}_diff"], digits)]
         lines.append("| " + " | ".join(cells) + " |")
     if note:
         lines += ["", note]

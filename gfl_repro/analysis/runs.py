@@ -3,7 +3,10 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from gfl_repro.analysis.stats import pearson
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -24,8 +27,20 @@ def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
             "complete": bool(metrics),
         }
         row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
+        row["PCC"] = _pcc(run)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["preset", "experiment", "seed", "run", "complete", *METRICS])
+    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _pcc(run: Path) -> float:
+    """Pearson correlation of the predicted joint score J at the gt class with the real IoU over
+    the run's val positives (lqe.npz), NaN without a dump (Table 6)."""
+    path = run / "lqe.npz"
+    if not path.is_file():
+        return float("nan")
+    with np.load(path) as data:
+        return pearson(data["joint"], data["iou"])
 
 
 def _read(path: Path) -> dict:
@@ -53,11 +68,13 @@ def compare_with_paper(
         row = {"experiment": row_name, "run": run_name, "seeds": len(done)}
         nan = float("nan")
         for m in columns:
+            digits = 3 if m == "PCC" else 1
             have = ok and m in done and done[m].notna().all()
             mean = done[m].mean() if have else nan
-            row[m] = round(mean, 1) if have else nan
-            row[f"{m}_std"] = round(done[m].std(ddof=1), 2) if have and len(done) > 1 else nan
+            row[m] = round(mean, digits) if have else nan
+            std = round(done[m].std(ddof=1), digits + 1) if have and len(done) > 1 else nan
+            row[f"{m}_std"] = std
             row[f"{m}_paper"] = paper.get(row_name, {}).get(m, nan)
-            row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], 1) if have else nan
+            row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], digits) if have else nan
         out.append(row)
     return pd.DataFrame(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gfl_repro.config import Config, to_dict
+from gfl_repro.config import Config, from_dict, to_dict
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.io import atomic_write_json
 
@@ -74,3 +74,8 @@ def write_run_files(run_dir: Path, cfg: Config, seed: int, dist: DistInfo, meta:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    """The resolved config a run folder was trained with."""
+    return from_dict(Config, read_json(Path(run_dir) / "config.json"))

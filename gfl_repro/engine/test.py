@@ -9,7 +9,7 @@ from gfl_repro.engine.data import ensure_dataset, val_loader
 from gfl_repro.engine.distributed import init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import setup_logging
-from gfl_repro.engine.train import load_run_config
+from gfl_repro.engine.runs import load_run_config
 from gfl_repro.models.build import build_model
 
 

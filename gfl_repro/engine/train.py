@@ -19,7 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gfl_repro.config import Config, from_dict, to_dict
+from gfl_repro.analysis.lqe import lqe_dump, save_lqe
+from gfl_repro.config import Config, to_dict
 from gfl_repro.engine import checkpoint as ckpt
 from gfl_repro.engine.data import ensure_dataset, train_loader, val_loader
 from gfl_repro.engine.distributed import DistInfo, init_distributed
@@ -27,6 +28,7 @@ from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
 from gfl_repro.engine.runs import check_same_config, is_complete, write_run_files
 from gfl_repro.models.build import build_model
+from gfl_repro.models.heads.gfl import GFLHead
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,16 @@ class Trainer:
                  record["data_time"])  # fmt: skip
         window.reset()
 
+    def dump_lqe(self) -> None:
+        """lqe.npz (or lqe_detections.npz) in the run folder: the LQE analysis reads it."""
+        protocol = self.cfg.runtime.lqe
+        if protocol == "none" or not self.dist.is_main or not isinstance(self.model.head, GFLHead):
+            return
+        loader = val_loader(self.cfg.data, DistInfo(device=self.dist.device))
+        frame = lqe_dump(self.model, loader, self.dist.device, protocol)
+        save_lqe(frame, self.run_dir, "lqe" if protocol == "positives" else f"lqe_{protocol}")
+        self.model.train()
+
     def evaluate(self, final: bool = True) -> dict | None:
         loader = val_loader(self.cfg.data, self.dist)
         metrics = evaluate_run(self.model, loader, self.dist, self.run_dir, write_detections=final)
@@ -270,12 +282,7 @@ def train_run(
              trainer.schedule.total_iters, trainer.schedule.iters_per_epoch, trainer.schedule.lr,
              dist.world_size)  # fmt: skip
     trainer.train()
+    trainer.dump_lqe()  # before metrics.json, which marks the run complete
     metrics = trainer.evaluate(final=True)
     trainer.metrics.close()
     return metrics
-
-
-def load_run_config(run_dir: Path) -> Config:
-    import json
-
-    return from_dict(Config, json.loads((Path(run_dir) / "config.json").read_text()))

@@ -143,7 +143,8 @@ def test_a_run_is_complete_only_when_its_metrics_file_exists(tiny_root, tmp_path
     metrics = train_run(cfg, run, seed=0)
     assert is_complete(run)
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "env.json", "metrics.jsonl", "detections.json", "iter_3.pth"} <= names
+    expected = {"config.json", "env.json", "metrics.jsonl", "detections.json", "iter_3.pth"}
+    assert expected | {"lqe.npz"} <= names
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["AP"] == metrics["AP"] and 0 <= saved["AP"] <= 1
     (run / "metrics.json").unlink()  # e.g. killed during evaluation
