@@ -1,0 +1,76 @@
+"""Every figure that the run folders of a preset allow, and claims.md; prints what it skips.
+
+python analysis/figures.py --preset mini [--runs runs] [--results results] [--boot 200]
+"""
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from gfl_repro.analysis import figures
+from gfl_repro.analysis.claims import claims
+from gfl_repro.analysis.lqe import load_lqe
+from gfl_repro.analysis.runs import collect_runs
+from gfl_repro.io import atomic_write_text
+
+ANN_FILES = {"mini": "data/mini/annotations/instances_val.json",
+             "coco-1x": "data/coco/annotations/instances_val2017.json",
+             "coco-2x-ms": "data/coco/annotations/instances_val2017.json"}  # fmt: skip
+
+
+def first_dump(runs_dir: Path, experiment: str) -> Path | None:
+    dumps = sorted((runs_dir / experiment).glob("seed*/lqe.npz"))
+    return dumps[0].parent if dumps else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--ann-file", type=Path, default=None)
+    parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per AP pair")
+    args = parser.parse_args()
+    runs_dir, out = args.runs / args.preset, args.results / args.preset / "figures"
+    written, skipped = figures.fig4(out), []
+
+    v1, v2 = first_dump(runs_dir, "gflv1"), first_dump(runs_dir, "gflv2")
+    if v1:
+        written += figures.fig1b(load_lqe(v1), out)
+    else:
+        skipped.append("fig1b: no gflv1 run with lqe.npz (gfl-repro lqe <run>)")
+    if v2:
+        written += figures.fig9(load_lqe(v2), out)
+    else:
+        skipped.append("fig9: no gflv2 run with lqe.npz (gfl-repro lqe <run>)")
+
+    curves = {e: sorted((runs_dir / e).glob("seed*/")) for e in ("gflv1", "gflv2")}
+    curves = {e: [r for r in dirs if (r / "metrics.jsonl").is_file()] for e, dirs in curves.items()}
+    if all(curves.values()):
+        written += figures.fig8(curves, out)
+    else:
+        skipped.append("fig8: needs metrics.jsonl of both gflv1 and gflv2")
+
+    bench = args.results / args.preset / "bench_model.csv"
+    table = None
+    if bench.is_file():
+        table = figures.speed_table(collect_runs(runs_dir), pd.read_csv(bench))
+    if table is not None and len(table):
+        written += figures.fig6(table, out)
+    else:
+        skipped.append(f"fig6: no {bench} or no complete run among its experiments")
+    skipped.append("fig1cd, fig7: need per-image model outputs, which no run folder holds")
+
+    ann_file = args.ann_file or Path(ANN_FILES[args.preset])
+    markdown = claims(args.runs, args.preset, ann_file, n_boot=args.boot)
+    claims_path = args.results / args.preset / "claims.md"
+    claims_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(claims_path, markdown)
+    print(markdown)
+    print("written:", *[str(p) for p in [*written, claims_path]], sep="\n  ")
+    print("skipped:", *skipped, sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Figures, claims and notebooks on a small fixture of run folders (two experiments, two seeds)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gfl_repro.analysis import figures
+from gfl_repro.analysis.claims import claims
+from gfl_repro.analysis.lqe import SIDES, TOPK, load_lqe, save_lqe
+
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
+BOXES = {1: [10, 10, 40, 30], 2: [50, 20, 30, 60], 3: [5, 60, 50, 30]}  # image -> gt xywh
+
+
+def _lqe(rng: np.random.Generator, gflv2: bool, n: int = 300) -> pd.DataFrame:
+    iou = rng.uniform(0.3, 1.0, n)  # (N,)
+    top1 = np.clip(0.5 * iou + rng.normal(0, 0.1, n), 0, 1)
+    cols = {"image_id": rng.integers(1, 4, n), "level": rng.integers(0, 5, n),
+            "location": rng.integers(0, 100, n), "label": np.ones(n, dtype=int),
+            "quality": np.clip(top1 + 0.1, 0, 1) if gflv2 else np.full(n, np.nan),
+            "joint": np.clip(iou + rng.normal(0, 0.05 if gflv2 else 0.3, n), 0, 1),
+            "iou": iou, "top1_mean": top1}  # fmt: skip
+    for s in SIDES:
+        for j in range(TOPK):
+            cols[f"top{j + 1}_{s}"] = top1 / (j + 1)
+        cols[f"topk_mean_{s}"] = top1 / 2
+    return pd.DataFrame(cols)
+
+
+def _detections(shift: float) -> list[dict]:
+    return [{"image_id": i, "category_id": 1, "bbox": [x + shift, y, w, h], "score": 0.9}
+            for i, (x, y, w, h) in BOXES.items()]  # fmt: skip
+
+
+def _run(root: Path, exp: str, seed: int, rng: np.random.Generator) -> None:
+    run = root / "mini" / exp / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "env.json").write_text(json.dumps({"preset": "mini", "experiment": exp, "seed": seed}))
+    base = 0.5 if exp == "gflv1" else 0.4
+    lines = [{"mode": "train", "iter": it, "epoch": 0, "lr": 0.01, "loss": 1.0, "time": 0.1,
+              "loss_qfl": base + 0.3 * np.exp(-it / 50) + rng.normal(0, 0.02)}
+             for it in range(10, 210, 10)]  # fmt: skip
+    lines.append({"mode": "val", "iter": 200, "AP": 0.3})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(d) for d in lines) + "\n")
+    ap = 0.5 if exp == "gflv2" else 0.3
+    (run / "metrics.json").write_text(json.dumps({"AP": ap + 0.01 * seed, "AP50": ap}))
+    dets = _detections(0.0 if exp == "gflv2" else 6.0)  # GFLV1's boxes are off by 6 px
+    (run / "detections.json").write_text(json.dumps(dets))
+    save_lqe(_lqe(rng, exp == "gflv2"), run)
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fixture")
+    rng = np.random.default_rng(0)
+    for exp in ("gflv1", "gflv2"):
+        for seed in (0, 1):
+            _run(root / "runs", exp, seed, rng)
+    images = [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in BOXES]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": b, "area": b[2] * b[3],
+             "iscrowd": 0} for i, b in BOXES.items()]  # fmt: skip
+    coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+    (root / "ann.json").write_text(json.dumps(coco))
+    return root
+
+
+def _check(paths: list[Path]) -> None:
+    assert sorted(p.suffix for p in paths) == [".csv", ".pdf", ".png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_every_figure_writes_png_pdf_csv(fixture, tmp_path):
+    runs = fixture / "runs" / "mini"
+    _check(figures.fig1b(load_lqe(runs / "gflv1" / "seed0"), tmp_path))
+    _check(figures.fig9(load_lqe(runs / "gflv2" / "seed0"), tmp_path))
+    _check(figures.fig4(tmp_path))
+    curves = {e: sorted((runs / e).glob("seed*")) for e in ("gflv1", "gflv2")}
+    _check(figures.fig8(curves, tmp_path))
+    table = pd.DataFrame({"experiment": ["gflv1", "gflv2"], "AP": [30.0, 50.0],
+                          "fps": [20.0, 19.0], "ms": [50.0, 52.6]})  # fmt: skip
+    _check(figures.fig6(table, tmp_path))
+
+
+def test_density_table_counts_and_pearson():
+    x, y = np.array([0.1, 0.5, 0.9, np.nan]), np.array([0.2, 0.5, 0.8, 0.3])
+    table = figures.density_table(x, y, bins=10)
+    assert table["count"].sum() == 3 and table["N"].iloc[0] == 3  # the NaN row is dropped
+    np.testing.assert_allclose(table["r"].iloc[0], np.corrcoef(x[:3], y[:3])[0, 1])
+
+
+def test_loss_curves_mean_min_max_over_seeds(fixture):
+    runs = {e: sorted((fixture / "runs" / "mini" / e).glob("seed*")) for e in ("gflv1", "gflv2")}
+    table = figures.loss_curves(runs)
+    assert set(table["experiment"]) == {"gflv1", "gflv2"} and (table["seeds"] == 2).all()
+    assert (table["min"] <= table["mean"]).all() and (table["mean"] <= table["max"]).all()
+
+
+def test_fig4_features_do_not_move_with_the_shift():
+    table = figures.shifted_features(reg_max=16, k=4, shift=6)
+    dist = table[table["kind"] == "distribution"].pivot(index="index", columns="series")["value"]
+    assert dist["original"].idxmax() != dist["shifted"].idxmax()  # the peak did move
+    feats = table[table["kind"] == "feature"].pivot(index="index", columns="series")["value"]
+    np.testing.assert_allclose(feats["original"], feats["shifted"], atol=1e-6)
+    assert feats.loc["top1", "original"] > feats.loc["top4", "original"]
+
+
+def test_claims_verdict_and_not_run_yet(fixture):
+    text = claims(fixture / "runs", "mini", fixture / "ann.json", n_boot=20)
+    section = text.split("## GFLV2 > GFLV1 in AP")[1].split("##")[0]
+    assert "**supported**" in section  # GFLV1's boxes are 6 px off on every image
+    assert "seed 0:" in section and "seed 1:" in section
+    table1 = text.split("(Table 1)")[1].split("##")[0]
+    assert "not run yet" in table1 and "t1_topk" in table1
+    assert "Higher PCC" in text and "GFLV2" in text.split("Higher PCC")[1]
+
+
+def _kernel() -> str:
+    from jupyter_client.kernelspec import find_kernel_specs
+
+    if "python3" not in find_kernel_specs():  # a fresh venv: install this interpreter's spec
+        from ipykernel.kernelspec import install
+
+        install(prefix=sys.prefix)
+    return "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_headless(fixture, tmp_path, monkeypatch, path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("RUNS", str(fixture / "runs"))
+    monkeypatch.setenv("RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("PRESET", "mini")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=120, kernel_name=_kernel(), resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    assert any((tmp_path / "results" / "mini" / "figures").glob("*.png"))
