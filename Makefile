@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
 
-.PHONY: setup test lint format demo reproduce data clean all-tables plan \
+.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench \
 	table1 table2 table3 table4 table5 table6 table7 table8
 
 setup: $(STAMP)
@@ -47,6 +47,14 @@ table7: setup
 
 all-tables: setup
 	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS)
+
+# Every figure the existing runs allow (PNG, PDF and the CSV behind each) and claims.md.
+figures: setup
+	$(BIN)/python analysis/figures.py --preset $(PRESET)
+
+# Speed against torchvision's FCOS and what DGQP costs, measured in one process: results/bench.csv.
+bench: setup
+	$(BIN)/gfl-repro bench
 
 # The plan of every table and its cost, without running anything.
 plan: setup

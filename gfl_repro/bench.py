@@ -91,6 +91,15 @@ def median_times(fns: list[Callable[[], object]], reps: int, warmup: int) -> lis
     return [statistics.median(ts) for ts in times]
 
 
+def gflop(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call, in GFLOP (convolutions and matrix products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 # --- models and inputs ----------------------------------------------------------------------------
 
 
@@ -210,28 +219,34 @@ def bench_detectors(args: argparse.Namespace, items: set[int]) -> list[Row]:
             fns["fcos"] = fcos_step(fcos, images, targets)
         if 3 in items:
             fns["v1"] = gfl_step(v1, images, targets)
+        work = {key: gflop(fn) for key, fn in fns.items()}  # also a first, untimed step
         t = dict(zip(fns, median_times(list(fns.values()), args.reps, args.warmup), strict=True))
         shape = f"2x3x{s}x{s}"
         if 1 in items:
             rows.append(Row(1, f"train step {shape}, GFLV2 / FCOS", t["v2"], t["fcos"], goal=1.0,
-                            note=f"{args.boxes} boxes/img; FCOS: FrozenBN, layer2-4 trainable, "
-                            f"transform min/max {s}"))  # fmt: skip
+                            note=f"GFLOP ratio {work['v2'] / work['fcos']:.4f}; {args.boxes} "
+                            f"boxes/img; FCOS: FrozenBN, layer2-4 trainable, transform min/max "
+                            f"{s}"))  # fmt: skip
         if 3 in items:
-            rows.append(Row(3, f"train step {shape}, GFLV2 / GFLV1", t["v2"], t["v1"], goal=1.02))
+            rows.append(Row(3, f"train step {shape}, GFLV2 / GFLV1", t["v2"], t["v1"], goal=1.02,
+                            note=f"GFLOP ratio {work['v2'] / work['v1']:.4f}"))  # fmt: skip
     if items & {2, 3}:
         fns = {"v2": gfl_infer(v2, image)}
         if 2 in items:
             fns["fcos"] = fcos_infer(fcos, image)
         if 3 in items:
             fns["v1"] = gfl_infer(v1, image)
+        work = {key: gflop(fn) for key, fn in fns.items()}
         reps = args.reps * 2  # inference is cheap next to a step; more samples, same budget
         t = dict(zip(fns, median_times(list(fns.values()), reps, args.warmup), strict=True))
         shape = f"1x3x{s}x{s}"
         if 2 in items:
             rows.append(Row(2, f"inference {shape}, GFLV2 / FCOS", t["v2"], t["fcos"], goal=1.0,
-                            note="forward + post-processing, no_grad"))  # fmt: skip
+                            note=f"GFLOP ratio {work['v2'] / work['fcos']:.4f}; forward + "
+                            "post-processing, no_grad"))  # fmt: skip
         if 3 in items:
-            rows.append(Row(3, f"inference {shape}, GFLV2 / GFLV1", t["v2"], t["v1"], goal=1.02))
+            rows.append(Row(3, f"inference {shape}, GFLV2 / GFLV1", t["v2"], t["v1"], goal=1.02,
+                            note=f"GFLOP ratio {work['v2'] / work['v1']:.4f}"))  # fmt: skip
     if 3 in items:
         total = sum(p.numel() for p in v2.parameters())
         dgqp = sum(p.numel() for p in v2.head.quality.parameters())
@@ -359,21 +374,16 @@ def bench_evaluation(args: argparse.Namespace) -> list[Row]:
 
 def bench_flops(args: argparse.Namespace) -> list[Row]:
     """Item 7: GFLOP/s of the R-50-FPN forward (backbone + FPN) against a float32 matmul."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model = gfl_model("dgqp").eval()
     net = nn.Sequential(model.backbone, model.neck)
     image = _images(1, args.size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(image)
-    flops = counter.get_total_flops()
+    forward_fn = torch.no_grad()(lambda: net(image))
+    work = gflop(forward_fn)
     n = args.matmul_size
     a, b = torch.randn(n, n), torch.randn(n, n)
-    forward, matmul = median_times(
-        [torch.no_grad()(lambda: net(image)), lambda: a @ b], args.reps, args.warmup
-    )
-    achieved, peak = flops / forward / 1e9, 2 * n**3 / matmul / 1e9
-    note = f"{flops / 1e9:.1f} GFLOP per 1x3x{args.size}x{args.size} forward; matmul {n}^3"
+    forward, matmul = median_times([forward_fn, lambda: a @ b], args.reps, args.warmup)
+    achieved, peak = work / forward, 2 * n**3 / matmul / 1e9
+    note = f"{work:.1f} GFLOP per 1x3x{args.size}x{args.size} forward; matmul {n}^3"
     return [Row(7, "GFLOP/s, R-50-FPN forward / matmul", achieved, peak, unit="GFLOP/s",
                 note=note)]  # fmt: skip
 

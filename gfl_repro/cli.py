@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
     p.set_defaults(func=_data_mini)
 
-    from gfl_repro import convert, predict
+    from gfl_repro import bench, convert, predict
+
+    p = sub.add_parser("bench", help="speed against torchvision's FCOS, DGQP's cost: bench.csv")
+    bench.add_arguments(p)
+    p.set_defaults(func=lambda args: bench.run(args) or 0)
 
     p = sub.add_parser(
         "convert-checkpoint", help="map an mmdetection GFL checkpoint onto this model"

@@ -44,7 +44,6 @@ def atss_assign(
         torch.tensor(num_per_level, device=anchors.device),
     )[valid_idx]  # (V,)
     boxes = anchors[valid_idx]  # (V, 4)
-    overlaps = box_iou(boxes, gt_boxes)  # (V, M)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2  # (V, 2)
     gt_centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2  # (M, 2)
     distances = torch.cdist(centres, gt_centres)  # (V, M)
@@ -58,8 +57,8 @@ def atss_assign(
         _, nearest = distances[in_level].topk(k, dim=0, largest=False)  # (k, M)
         candidates.append(in_level[nearest])  # (k, M) indices into V
     candidates = torch.cat(candidates)  # (K, M)
-    gt_cols = torch.arange(num_gt, device=anchors.device)
-    cand_iou = overlaps[candidates, gt_cols]  # (K, M)
+    # IoUs of the candidate pairs only (no (V, M) matrix): the same arithmetic as box_iou.
+    cand_iou = _candidate_iou(boxes[candidates], gt_boxes)  # (K, M)
     threshold = cand_iou.mean(0) + cand_iou.std(0)  # (M,)
     is_pos = cand_iou >= threshold[None, :]  # (K, M)
 
@@ -69,13 +68,31 @@ def atss_assign(
     )  # (K, M, 4)
     is_pos &= side_dist.min(dim=2).values > 0.01
 
-    # Keep the IoU only where (anchor, gt) is a positive pair, then the best gt per anchor.
-    masked = torch.full_like(overlaps, -torch.inf)  # (V, M)
-    pos_rows, pos_cols = candidates[is_pos], gt_cols.expand_as(candidates)[is_pos]
-    masked[pos_rows, pos_cols] = overlaps[pos_rows, pos_cols]
-    best_iou, best_gt = masked.max(dim=1)  # (V,)
-    assigned[valid_idx] = torch.where(best_iou > -torch.inf, best_gt, -1)
+    gt_cols = torch.arange(num_gt, device=anchors.device).expand_as(candidates)  # (K, M)
+    assigned[valid_idx] = _best_gt(
+        candidates[is_pos], gt_cols[is_pos], cand_iou[is_pos], valid_idx.numel()
+    )
     return assigned
+
+
+def _candidate_iou(cand_boxes: Tensor, gt_boxes: Tensor, eps: float = 1e-6) -> Tensor:
+    """(K, M, 4) candidate boxes of each gt and (M, 4) gts -> (K, M) IoU, bit for bit box_iou's."""
+    lt = torch.max(cand_boxes[..., :2], gt_boxes[None, :, :2])  # (K, M, 2)
+    rb = torch.min(cand_boxes[..., 2:], gt_boxes[None, :, 2:])  # (K, M, 2)
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]  # (K, M)
+    union = box_area(cand_boxes) + box_area(gt_boxes)[None, :] - inter
+    return inter / union.clamp(min=eps)
+
+
+def _best_gt(rows: Tensor, cols: Tensor, iou: Tensor, num_rows: int) -> Tensor:
+    """Positive pairs (anchor row, gt col, IoU), each (N,) -> (V,) the gt of highest IoU per
+    anchor, the lowest gt index on ties (as a max over the gts would pick), -1 for none."""
+    best = iou.new_full((num_rows,), -torch.inf).scatter_reduce(0, rows, iou, "amax")  # (V,)
+    is_best = iou == best[rows]  # (N,)
+    none = torch.iinfo(torch.long).max
+    gt = cols.new_full((num_rows,), none).scatter_reduce(0, rows[is_best], cols[is_best], "amin")
+    return torch.where(gt < none, gt, -1)  # (V,)
 
 
 def max_iou_assign(
