@@ -46,7 +46,7 @@ def mini() -> Config:
             backbone="mini",
             mini_norm="gn",
             fpn_channels=64,
-            head=HeadConfig(feat_channels=64, stacked_convs=2, gn_groups=16, anchor_scale=2.0),
+            head=HeadConfig(feat_channels=64, stacked_convs=2, gn_groups=16),
         ),
         data=DataConfig(
             dataset="mini",
