@@ -75,7 +75,10 @@ def _autocast(cfg: Config, device: torch.device):
 
 
 def _check_finite(losses: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-    values = {k: float(v.detach()) for k, v in losses.items()}
+    # One host-device sync for all terms, not one per term.
+    values = dict(
+        zip(losses, torch.stack([v.detach() for v in losses.values()]).tolist(), strict=True)
+    )
     for key, value in values.items():
         if not math.isfinite(value):
             raise NonFiniteLossError(

@@ -160,8 +160,9 @@ class GFLHead(nn.Module):
         reg = out.reg.reshape(-1, out.reg.shape[-1])  # (B*P, R)
         labels = targets.labels.reshape(-1)  # (B*P,)
         pos = torch.nonzero(labels < c).squeeze(1)  # (P+,)
-        stride = priors.strides.repeat(targets.labels.shape[0])[pos, None]  # (P+, 1)
-        centres = priors.points.repeat(targets.labels.shape[0], 1)[pos] / stride  # (P+, 2)
+        prior = pos % priors.strides.shape[0]  # (P+,) index of each positive's prior
+        stride = priors.strides[prior, None]  # (P+, 1)
+        centres = priors.points[prior] / stride  # (P+, 2)
 
         pos_reg = reg[pos]  # (P+, R)
         pred_boxes = distance2bbox(centres, self.distances(pos_reg))  # (P+, 4) stride units
