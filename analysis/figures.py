@@ -1,6 +1,10 @@
 """Every figure that the run folders of a preset allow, and claims.md; prints what it skips.
 
 python analysis/figures.py --preset mini [--runs runs] [--results results] [--boot 200]
+    [--example-images 100]
+
+Figs. 1c/d and 7 run the checkpoints of the first gflv2 (and gflv1) seed over the first
+--example-images val images.
 """
 
 import argparse
@@ -8,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from gfl_repro.analysis import figures
+from gfl_repro.analysis import examples, figures
 from gfl_repro.analysis.claims import claims
 from gfl_repro.analysis.lqe import load_lqe
 from gfl_repro.analysis.runs import collect_runs
+from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.io import atomic_write_text
 
 ANN_FILES = {"mini": "data/mini/annotations/instances_val.json",
@@ -24,6 +29,34 @@ def first_dump(runs_dir: Path, experiment: str) -> Path | None:
     return dumps[0].parent if dumps else None
 
 
+def first_checkpointed(runs_dir: Path, experiment: str) -> Path | None:
+    runs = [r for r in sorted((runs_dir / experiment).glob("seed*/")) if latest_checkpoint(r)]
+    return runs[0] if runs else None
+
+
+def example_figures(runs_dir: Path, out: Path, max_images: int) -> tuple[list[Path], list[str]]:
+    """Figs. 1c/d (first gflv2 seed) and 7 (first gflv1 and gflv2 seeds): written paths and
+    skip reasons."""
+    v1, v2 = first_checkpointed(runs_dir, "gflv1"), first_checkpointed(runs_dir, "gflv2")
+    written, skipped = [], []
+    # ValueError: e.g. no detection in the images looked through
+    if v2 is None:
+        skipped.append("fig1cd: no gflv2 run folder with a checkpoint")
+    else:
+        try:
+            written += examples.fig1cd(v2, out, max_images)
+        except ValueError as err:
+            skipped.append(f"fig1cd: {err}")
+    if v1 is None or v2 is None:
+        skipped.append("fig7: needs gflv1 and gflv2 run folders with a checkpoint")
+    else:
+        try:
+            written += examples.fig7(v1, v2, out, max_images=max_images)
+        except ValueError as err:
+            skipped.append(f"fig7: {err}")
+    return written, skipped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="mini")
@@ -31,6 +64,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--ann-file", type=Path, default=None)
     parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per AP pair")
+    parser.add_argument("--example-images", type=int, default=examples.EXAMPLE_IMAGES,
+                        help="val images looked through for Figs. 1c/d and 7")  # fmt: skip
     args = parser.parse_args()
     runs_dir, out = args.runs / args.preset, args.results / args.preset / "figures"
     written, skipped = figures.fig4(out), []
@@ -60,7 +95,8 @@ def main() -> None:
         written += figures.fig6(table, out)
     else:
         skipped.append(f"fig6: no {bench} or no complete run among its experiments")
-    skipped.append("fig1cd, fig7: need per-image model outputs, which no run folder holds")
+    found, reasons = example_figures(runs_dir, out, args.example_images)
+    written, skipped = written + found, skipped + reasons
 
     ann_file = args.ann_file or Path(ANN_FILES[args.preset])
     markdown = claims(args.runs, args.preset, ann_file, n_boot=args.boot)

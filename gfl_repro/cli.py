@@ -78,6 +78,19 @@ def _test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_model(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.bench_model import Options, bench_runs, format_table
+
+    opts = Options(args.threads, args.train_iters, args.train_warmup, args.images, args.warmup)
+    records = bench_runs(args.run_dirs, opts, args.results)
+    print(format_table(records))
+    written = sorted({str(args.results / r["preset"] / "bench_model.csv") for r in records})
+    print(f"median of {opts.train_iters} steps after {opts.train_warmup}, of {opts.images} images "
+          f"(batch 1) after {opts.warmup}; written: bench_model.json in each run, "
+          f"{', '.join(written)}")  # fmt: skip
+    return 0
+
+
 def _data_mini(args: argparse.Namespace) -> int:
     from gfl_repro.data import mini
 
@@ -210,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--protocol", choices=["positives", "detections"], default="positives")
     p.set_defaults(func=_lqe)
+
+    p = sub.add_parser(
+        "bench-model", help="time training steps and inference of run folders (Table 8, Fig. 6)"
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default: the run's runtime.threads, else 2)")  # fmt: skip
+    p.add_argument("--train-iters", type=int, default=10, help="timed training steps (median)")
+    p.add_argument("--train-warmup", type=int, default=3, help="untimed training steps first")
+    p.add_argument("--images", type=int, default=50, help="timed val images, batch 1 (median)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed val images first")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="bench_model.csv goes to RESULTS/PRESET/")  # fmt: skip
+    p.set_defaults(func=_bench_model)
 
     p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
     p.set_defaults(func=_experiments)

@@ -4,7 +4,8 @@ writes it as CSV, then draws the PNG and PDF from that same table (Figs. 1b, 4, 
 Legend: N samples (LQE rows), n = reg_max (n + 1 bins), k top-k, G bins per axis of a density.
 
 Figs. 1c/d and 7 (example images with side distributions, boxes before and after NMS) need the
-model's per-image outputs; no run folder holds them, so they are not drawn here.
+model's per-image outputs, which no run folder holds; ``examples`` draws them by rerunning a run's
+checkpoint on val images.
 """
 
 import json
@@ -182,10 +183,12 @@ def fig8(runs: dict[str, list[Path]], out_dir: str | Path) -> list[Path]:
 
 def speed_table(runs: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFrame:
     """Mean AP over complete seeds (``collect_runs``) joined with the benchmark's latency per
-    experiment (columns experiment, fps, ms). Experiments without both are left out."""
+    experiment (columns experiment, fps, ms; the median over its benchmarked seeds). Experiments
+    without both are left out."""
     ap = runs[runs["complete"]].groupby("experiment")["AP"].agg(["mean", "count"])
     ap = ap.rename(columns={"mean": "AP", "count": "seeds"}).reset_index()
-    return ap.merge(bench[["experiment", "fps", "ms"]], on="experiment", how="inner")
+    speed = bench.groupby("experiment")[["fps", "ms"]].median().reset_index()
+    return ap.merge(speed, on="experiment", how="inner")
 
 
 def fig6(table: pd.DataFrame, out_dir: str | Path) -> list[Path]:

@@ -9,11 +9,15 @@ import pandas as pd
 from gfl_repro.analysis.stats import pearson
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# column: bench_model.json key ("FPS" in Tables 3-6, "Inference FPS" in Table 8)
+SPEED = {"Training Hours": "training_hours", "Inference FPS": "fps", "FPS": "fps"}
 
 
 def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per run folder (any folder holding config.json): preset, experiment, seed, run
-    path, complete, and the COCO metrics in percent when the run is complete."""
+    path, complete, the COCO metrics in percent when the run is complete, the PCC of its LQE dump,
+    and the speed columns (Table 8's "Training Hours" and "Inference FPS", Tables 3-6's "FPS") from
+    its bench_model.json (NaN without)."""
     rows = []
     for config in sorted(Path(root).glob("**/config.json")):
         run = config.parent
@@ -28,8 +32,10 @@ def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
         }
         row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
         row["PCC"] = _pcc(run)
+        bench = _read(run / "bench_model.json")  # gfl-repro bench-model
+        row.update({column: bench.get(key, float("nan")) for column, key in SPEED.items()})
         rows.append(row)
-    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC"]
+    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC", *SPEED]
     return pd.DataFrame(rows, columns=columns)
 
 

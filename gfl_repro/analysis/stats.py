@@ -99,27 +99,91 @@ def paired_bootstrap_ap(
     bootstrap interval: each resample draws the val images with replacement, the same draw for
     both runs.
 
-    pycocotools cannot take duplicate image ids, and relabelling each drawn copy with a fresh
-    id would re-match every image at every resample. Instead each run is matched once
-    (``COCOeval.evaluate``) and each resample only re-accumulates the per-(category, area, image)
-    match records of the drawn images, duplicates included, in draw order. A record depends on its
-    own image's gt and detections only, so this equals evaluating the relabelled copies (the
-    tests check that equality against an explicit relabelling).
+    Each run is matched once (``COCOeval.evaluate``); a resample only re-accumulates the stored
+    match records, each image weighted by how often it was drawn (``weighted_ap``), which equals
+    evaluating the drawn copies relabelled as separate images (checked in the tests).
     """
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
-    eval_a, eval_b = match(gt, dets_a), match(gt, dets_b)
-    img_ids = eval_a.img_ids  # (I,) sorted
-    diff = resampled_ap(eval_b, img_ids) - resampled_ap(eval_a, img_ids)
+    table_a, table_b = match_table(match(gt, dets_a)), match_table(match(gt, dets_b))
+    n_img = table_a.npig.shape[1]
+    ones = np.ones(n_img)
+    diff = weighted_ap(table_b, ones) - weighted_ap(table_a, ones)
     rng = np.random.default_rng(seed)
     draws = np.empty(n)  # (R,)
     for r in range(n):
-        ids = [img_ids[i] for i in rng.integers(0, len(img_ids), len(img_ids))]  # (I,)
-        draws[r] = resampled_ap(eval_b, ids) - resampled_ap(eval_a, ids)
+        counts = np.bincount(rng.integers(0, n_img, n_img), minlength=n_img).astype(float)  # (I,)
+        draws[r] = weighted_ap(table_b, counts) - weighted_ap(table_a, counts)
     low, high = _percentiles(draws, level)
     return {"diff": diff, "low": low, "high": high}
+
+
+class MatchTable(NamedTuple):
+    """A run's match records at area "all" and 100 detections, per category: its detections in
+    descending score order (stable over images in id order) with their image (D,), whether each
+    is a true (T, D) or false (T, D) positive at each IoU threshold (ignored ones are neither),
+    and the non-ignored gt count of every image (K, I)."""
+
+    image: list[np.ndarray]
+    tp: list[np.ndarray]
+    fp: list[np.ndarray]
+    npig: np.ndarray
+    rec_thrs: np.ndarray  # (R,) COCO's 101 recall thresholds
+
+
+def match_table(matched: Matched) -> MatchTable:
+    params = matched.coco_eval.params
+    n_img, n_area = len(matched.img_ids), len(params.areaRng)
+    area = params.areaRngLbl.index("all")
+    images, tps, fps = [], [], []
+    npig = np.zeros((len(params.catIds), n_img))  # (K, I)
+    for k in range(len(params.catIds)):
+        scores, image, tp, fp = [np.empty(0)], [np.empty(0, int)], [], []
+        for i in range(n_img):
+            record = matched.records[(k * n_area + area) * n_img + i]
+            if record is None:
+                continue
+            npig[k, i] = np.count_nonzero(np.asarray(record["gtIgnore"]) == 0)
+            matches = np.asarray(record["dtMatches"]) > 0  # (T, D_i)
+            counted = ~np.asarray(record["dtIgnore"], dtype=bool)  # (T, D_i)
+            scores.append(np.asarray(record["dtScores"], dtype=float))
+            image.append(np.full(len(record["dtScores"]), i))
+            tp.append(matches & counted)
+            fp.append(~matches & counted)
+        order = np.argsort(-np.concatenate(scores), kind="mergesort")  # (D,)
+        empty = np.zeros((len(params.iouThrs), 0), bool)
+        images.append(np.concatenate(image)[order])
+        tps.append(np.concatenate([empty, *tp], axis=1)[:, order])
+        fps.append(np.concatenate([empty, *fp], axis=1)[:, order])
+    return MatchTable(images, tps, fps, npig, np.asarray(params.recThrs))
+
+
+def weighted_ap(table: MatchTable, weights: np.ndarray) -> float:
+    """COCO AP (IoU 0.50:0.95, area all, 100 detections) in percent with image i counted
+    ``weights[i]`` times, as pycocotools' ``accumulate`` would give for that many relabelled
+    copies. Copies of a detection tie in score and sit together in the ranking, so one weighted
+    step equals their run of unit steps at its end, and the points inside the run never raise
+    the interpolated precision. The one difference: detections of different images with exactly
+    equal scores are ranked in image-id order here and in draw order by pycocotools."""
+    eps = np.spacing(1)
+    precisions = []
+    for k, image in enumerate(table.image):
+        npig = float(table.npig[k] @ weights)
+        if npig == 0:  # no gt drawn: pycocotools leaves the category out (-1)
+            continue
+        w = weights[image]  # (D,)
+        tp, fp = np.cumsum(table.tp[k] * w, axis=1), np.cumsum(table.fp[k] * w, axis=1)  # (T, D)
+        recall, precision = tp / npig, tp / (tp + fp + eps)
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # (T, D)
+        q = np.zeros((tp.shape[0], len(table.rec_thrs)))  # (T, R)
+        for t in range(tp.shape[0]):
+            at = np.searchsorted(recall[t], table.rec_thrs, side="left")  # (R,)
+            reached = at < tp.shape[1]
+            q[t, reached] = envelope[t, at[reached]]
+        precisions.append(q)
+    return 100 * float(np.mean(precisions)) if precisions else float("nan")
 
 
 def match(gt, detections: list[dict] | str | Path) -> Matched:
@@ -141,25 +205,3 @@ def match(gt, detections: list[dict] | str | Path) -> Matched:
         coco_eval.params.imgIds = sorted(gt.getImgIds())
         coco_eval.evaluate()
     return Matched(coco_eval, list(coco_eval.params.imgIds), coco_eval.evalImgs)
-
-
-def resampled_ap(matched: Matched, img_ids: list[int]) -> float:
-    """AP (IoU 0.50:0.95, all areas, 100 detections) in percent over ``img_ids`` (duplicates
-    count as separate images), from the records ``evaluate`` stored for the original images."""
-    coco_eval = matched.coco_eval
-    pos = {img: i for i, img in enumerate(matched.img_ids)}
-    n_img, n_area = len(matched.img_ids), len(coco_eval.params.areaRng)
-    records = [
-        matched.records[(k * n_area + a) * n_img + pos[img]]
-        for k in range(len(coco_eval.params.catIds))
-        for a in range(n_area)
-        for img in img_ids
-    ]  # (K * A * I,) in COCOeval's order
-    coco_eval.evalImgs = records
-    coco_eval.params.imgIds = list(img_ids)
-    coco_eval._paramsEval.imgIds = list(img_ids)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval.accumulate()
-    precision = coco_eval.eval["precision"][:, :, :, 0, -1]  # (T, R, K) all areas, 100 dets
-    valid = precision[precision > -1]
-    return 100 * float(valid.mean()) if valid.size else float("nan")

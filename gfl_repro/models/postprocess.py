@@ -33,15 +33,19 @@ def topk_per_level(scores: Tensor, num_per_level: list[int], nms_pre: int) -> Te
 
 
 def multiclass_nms(
-    boxes: Tensor, scores: Tensor, cfg: InferenceConfig
-) -> tuple[Tensor, Tensor, Tensor]:
+    boxes: Tensor, scores: Tensor, cfg: InferenceConfig, return_index: bool = False
+) -> tuple[Tensor, ...]:
     """Every (box, class) pair above the threshold is a candidate, so a box may be detected
     under several classes; class-aware NMS; the ``max_per_img`` best.
 
-    boxes (Q, 4), scores (Q, C) -> boxes (D, 4), scores (D,), labels (D,)
+    boxes (Q, 4), scores (Q, C) -> boxes (D, 4), scores (D,), labels (D,), and with
+    ``return_index`` also the row (D,) of ``boxes`` each detection came from (which prior an
+    analysis of the head's outputs should look at).
     """
     box_idx, labels = torch.nonzero(scores > cfg.score_thr, as_tuple=True)  # (D,), (D,)
     cand_boxes = boxes[box_idx]  # (D, 4)
     cand_scores = scores[box_idx, labels]  # (D,)
     keep = batched_nms(cand_boxes, cand_scores, labels, cfg.iou_thr)[: cfg.max_per_img]
+    if return_index:
+        return cand_boxes[keep], cand_scores[keep], labels[keep], box_idx[keep]
     return cand_boxes[keep], cand_scores[keep], labels[keep]

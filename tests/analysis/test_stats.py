@@ -15,11 +15,12 @@ from scipy import stats as sps
 from gfl_repro.analysis.stats import (
     bootstrap_ci,
     match,
+    match_table,
     mean_std,
     paired_bootstrap_ap,
     pearson,
-    resampled_ap,
     verdict,
+    weighted_ap,
 )
 
 
@@ -74,8 +75,9 @@ def test_mean_std_and_verdict():
 # ---- paired bootstrap of AP on a hand-made COCO set -------------------------------------------
 
 
-def _coco(tmp_path, num_images=8):
-    """Images of one or two 20x20 boxes of two categories; returns the ann file and gt boxes."""
+def _coco(tmp_path, num_images=8, crowd=False):
+    """Images of one or two 20x20 boxes of two categories (and with ``crowd`` a 30x30 crowd box
+    of category 1 in image 2); returns the ann file and the non-crowd gt boxes."""
     rng = np.random.default_rng(0)
     images, anns, boxes = [], [], []
     for i in range(1, num_images + 1):
@@ -89,6 +91,9 @@ def _coco(tmp_path, num_images=8):
                  "area": 400.0, "iscrowd": 0}
             )  # fmt: skip
             boxes.append((i, cat, box))
+    if crowd:
+        anns.append({"id": len(anns) + 1, "image_id": 2, "category_id": 1, "iscrowd": 1,
+                     "bbox": [60.0, 60.0, 30.0, 30.0], "area": 900.0})  # fmt: skip
     cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
@@ -145,18 +150,41 @@ def _relabelled_ap(ann_file, dets, drawn_ids) -> float:
     return 100 * ev.stats[0]
 
 
-def test_resample_equals_explicit_relabelling(tmp_path):
-    """The record-reuse resample equals evaluating relabelled duplicate images from scratch."""
+def test_weighted_ap_equals_explicit_relabelling(tmp_path):
+    """Image weights equal evaluating relabelled duplicate images from scratch, with false
+    positives, a crowd gt (ignored detections) and distinct scores ranked across images."""
     from pycocotools.coco import COCO
 
-    ann, boxes = _coco(tmp_path)
+    ann, boxes = _coco(tmp_path, crowd=True)
     rng = np.random.default_rng(5)
     dets = _dets(boxes, 4.0)
     for d in dets:  # varied scores and shifts so the ranking across images matters
         d["score"] = float(rng.uniform(0.1, 1.0))
         d["bbox"][0] += float(rng.uniform(-4, 4))
+    for img in (1, 2, 2, 5):  # false positives, one inside the crowd box of image 2
+        dets.append({"image_id": img, "category_id": 1, "bbox": [62.0, 62.0, 20.0, 20.0],
+                     "score": float(rng.uniform(0.1, 1.0))})  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
-        matched = match(COCO(str(ann)), dets)
-    for drawn in ([3, 3, 1, 8, 5, 5, 5, 2], [1, 2, 3, 4, 5, 6, 7, 8], [7, 7, 7, 7, 2, 2, 2, 2]):
+        table = match_table(match(COCO(str(ann)), dets))
+    for drawn in ([3, 3, 1, 8, 5, 5, 5, 2], [1, 2, 3, 4, 5, 6, 7, 8], [7, 7, 7, 7, 2, 2, 2, 2],
+                  [2, 2, 2, 4, 4, 6, 6, 6]):  # fmt: skip
+        counts = np.bincount(np.asarray(drawn) - 1, minlength=8).astype(float)  # (I,) ids 1..8
         expected = _relabelled_ap(ann, dets, drawn)
-        assert resampled_ap(matched, drawn) == pytest.approx(expected, abs=1e-9)
+        assert weighted_ap(table, counts) == pytest.approx(expected, abs=1e-9)
+
+
+def test_weighted_ap_of_all_ones_is_pycocotools_ap(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ann, boxes = _coco(tmp_path, crowd=True)
+    dets = _dets(boxes, 6.0)
+    dets[0]["score"], dets[3]["score"] = 0.5, 0.7
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann))
+        table = match_table(match(gt, dets))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert weighted_ap(table, np.ones(8)) == pytest.approx(100 * ev.stats[0], abs=1e-9)
