@@ -91,6 +91,18 @@ def _bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _levels(args: argparse.Namespace) -> int:
+    from experiments.registry import resolve
+    from gfl_repro.analysis.levels import format_levels, positives_per_level
+    from gfl_repro.engine.data import ensure_dataset
+    from gfl_repro.engine.distributed import DistInfo
+
+    cfg = resolve(args.experiment, args.preset, args.set)
+    ensure_dataset(cfg.data, DistInfo())
+    print(format_levels(positives_per_level(cfg, args.limit)))
+    return 0
+
+
 def _data_mini(args: argparse.Namespace) -> int:
     from gfl_repro.data import mini
 
@@ -240,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
     p.set_defaults(func=_experiments)
+
+    p = sub.add_parser("levels", help="an experiment's training positives per pyramid level")
+    p.add_argument("experiment", nargs="?", default="gflv2")
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--limit", type=int, default=None, help="first N training images only")
+    p.set_defaults(func=_levels)
 
     data = sub.add_parser("data", help="datasets")
     data = data.add_subparsers(dest="data_command", required=True)

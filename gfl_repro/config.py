@@ -74,6 +74,10 @@ class ModelConfig:
     mini_widths: tuple[int, ...] = (16, 32, 64, 128, 256)
     mini_norm: str = "bn"
     fpn_channels: int = 256
+    # Multiplies every object size of the level geometry: the anchor side (anchor_scale x stride),
+    # FCOS's regress ranges, FoveaBox's scale ranges and base edges. 1 is COCO's; the mini preset's
+    # 0.4 = 320 / 800 scales them with its images, so that every level P3-P7 gets objects.
+    object_scale: float = 1.0
     fpn_extra_source: str = "output"  # P6 from P5's output (GFL, FCOS) or from C5 ("input")
     fpn_relu_before_extra: bool = False  # FCOS: ReLU between P6 and the P7 conv
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -95,6 +99,8 @@ def check_model(cfg: ModelConfig) -> None:
     _one_of("model.head.kind", cfg.head.kind, HEAD_KINDS)
     _one_of("model.head.box", cfg.head.box, BOX_KINDS)
     _one_of("model.fpn_extra_source", cfg.fpn_extra_source, ("output", "input"))
+    if not cfg.object_scale > 0:
+        raise ConfigError(f"model.object_scale must be > 0, got {cfg.object_scale}")
     q = cfg.quality
     _one_of("model.quality.kind", q.kind, QUALITY_KINDS)
     if cfg.head.kind == "native" and q.kind != "none":

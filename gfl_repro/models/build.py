@@ -9,7 +9,14 @@ from functools import partial
 from torch import nn
 
 from gfl_repro.config import CONV_QUALITY, ModelConfig
-from gfl_repro.models.assigners import atss_assign, fcos_assign, fovea_assign, max_iou_assign
+from gfl_repro.models.assigners import (
+    FCOS_REGRESS_RANGES,
+    FOVEA_SCALE_RANGES,
+    atss_assign,
+    fcos_assign,
+    fovea_assign,
+    max_iou_assign,
+)
 from gfl_repro.models.backbone import MiniBackbone, build_resnet
 from gfl_repro.models.detector import Detector
 from gfl_repro.models.fpn import FPN
@@ -22,6 +29,14 @@ from gfl_repro.models.quality_conv import build_conv_quality
 from gfl_repro.models.targets import Assigner
 
 STRIDES = (8, 16, 32, 64, 128)
+FOVEA_BASE_EDGES = (16, 32, 64, 128, 256)
+
+
+def scaled(
+    ranges: tuple[tuple[float, float], ...], scale: float
+) -> tuple[tuple[float, float], ...]:
+    """Per-level object-size ranges times ``model.object_scale``."""
+    return tuple((low * scale, high * scale) for low, high in ranges)
 
 
 def build_backbone(cfg: ModelConfig) -> nn.Module:
@@ -52,8 +67,9 @@ def build_assigner(cfg: ModelConfig) -> Assigner:
     if cfg.detector == "retinanet":
         return max_iou_assign
     if cfg.detector == "fcos":
-        return partial(fcos_assign, strides=STRIDES)
-    return fovea_assign
+        ranges = scaled(FCOS_REGRESS_RANGES, cfg.object_scale)
+        return partial(fcos_assign, strides=STRIDES, regress_ranges=ranges)
+    return partial(fovea_assign, scale_ranges=scaled(FOVEA_SCALE_RANGES, cfg.object_scale))
 
 
 def build_head(cfg: ModelConfig) -> nn.Module:
@@ -69,7 +85,8 @@ def build_head(cfg: ModelConfig) -> nn.Module:
     if cfg.detector == "fcos":
         return FCOSHead(c, **common, gn_groups=h.gn_groups, box="ltrb")
     if cfg.detector == "foveabox":
-        return FoveaHead(c, **common)
+        edges = tuple(e * cfg.object_scale for e in FOVEA_BASE_EDGES)
+        return FoveaHead(c, **common, base_edges=edges)
     return atss_head(c, **common, gn_groups=h.gn_groups)
 
 
@@ -88,7 +105,7 @@ def build_model(cfg: ModelConfig) -> Detector:
         neck,
         build_head(cfg),
         strides=STRIDES,
-        anchor_scale=h.anchor_scale,
+        anchor_scale=h.anchor_scale * cfg.object_scale,
         assigner=build_assigner(cfg),
         inference=cfg.inference,
         ratios=tuple(h.anchor_ratios),
