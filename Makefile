@@ -31,11 +31,14 @@ format: setup
 demo: setup
 	$(BIN)/gfl-repro demo
 
-# The main job: GFLV1 and GFLV2 at PRESET (built-in data by default), their AP beside the paper's.
+# The main job: GFLV1 and GFLV2 at PRESET (built-in data by default), their AP beside the paper's,
+# then their analysis: Table 6 (PCC), Figures 1b-d, 4, 7, 8, 9 and claims.md.
 # Finished runs are skipped and interrupted ones resume, so re-running it only does what is missing.
 reproduce: setup
 	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(SEEDS)
 	$(BIN)/python analysis/main_result.py --preset $(PRESET)
+	$(BIN)/gfl-repro table 6 --preset $(PRESET)
+	$(BIN)/python analysis/figures.py --preset $(PRESET)
 
 # One paper table: its missing runs (shared runs once), then results/$(PRESET)/tableN.{csv,md}.
 table1 table2 table3 table4 table5 table6 table8: setup

@@ -29,6 +29,9 @@ def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str =
             std = r.get(f"{m}_std")
             if not _missing(std):
                 ours += f" ± {std:.2f}"
+            interval = r.get(f"{m}_ci")
+            if isinstance(interval, str) and interval:
+                ours += f" {interval}"
             cells += [ours, _cell(r[f"{m}_paper"], digits), _cell(r[f"{m}_diff"], digits)]
         lines.append("| " + " | ".join(cells) + " |")
     if note:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gfl_repro.analysis.stats import pearson
+from gfl_repro.analysis.stats import bootstrap_ci, pearson
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # column: bench_model.json key ("FPS" in Tables 3-6, "Inference FPS" in Table 8)
@@ -47,6 +47,19 @@ def _pcc(run: Path) -> float:
         return float("nan")
     with np.load(path) as data:
         return pearson(data["joint"], data["iou"])
+
+
+def pcc_intervals(runs: pd.DataFrame, n: int = 1000) -> str:
+    """Percentile bootstrap 95 % intervals of each complete run's PCC (Table 6), resampling its
+    val positives ``n`` times: "[low, high]" per seed, in seed order; "" without LQE dumps."""
+    out = []
+    for _, row in runs[runs["complete"]].sort_values("seed").iterrows():
+        path = Path(row["run"]) / "lqe.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                ci = bootstrap_ci(data["joint"], data["iou"], n=n)
+            out.append(f"[{ci.low:.3f}, {ci.high:.3f}]")
+    return "; ".join(out)
 
 
 def _read(path: Path) -> dict:

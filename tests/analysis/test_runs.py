@@ -33,3 +33,21 @@ def test_compare_with_paper_means_stds_and_missing(tmp_path):
     md = to_markdown(table.reset_index(), ["AP"], "t")
     assert "| gflv1 | 1 | missing | 40.2 | missing |" in md
     assert "| gflv2 | 2 | 31.0 ± 1.41 | 41.1 | -10.1 |" in md
+
+
+def test_table6_shows_each_seeds_pcc_interval(tmp_path):
+    import numpy as np
+
+    from experiments.tables import paper_table
+    from gfl_repro.analysis.stats import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    iou = rng.uniform(0, 1, 300)  # (N,)
+    joint = 0.5 * iou + rng.normal(0, 0.2, 300)
+    _run(tmp_path, "gflv2", 0, 0.30)
+    np.savez(tmp_path / "mini" / "gflv2" / "seed0" / "lqe.npz", joint=joint, iou=iou)
+    _, _, md = paper_table("6", "mini", tmp_path, tmp_path / "results")
+    ci = bootstrap_ci(joint, iou, n=1000)
+    expected = f"{np.corrcoef(joint, iou)[0, 1]:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+    assert f"| t6_gflv2 | 1 | 30.0 | 41.1 | -11.1 | missing | 19.4 | missing | {expected} |" in md
+    assert ci.low < ci.value < ci.high
