@@ -3,7 +3,6 @@
 Legend: Q boxes, C classes, D detections, n = reg_max (n + 1 bins).
 """
 
-import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -15,25 +14,10 @@ import torch
 from gfl_repro.analysis import examples
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
-from gfl_repro.engine.train import train_run
 from gfl_repro.models.postprocess import InferenceConfig, multiclass_nms
-from tests.engine.conftest import tiny_config, tiny_root  # noqa: F401 (fixture)
+from tests.engine.conftest import tiny_config
 
 SCRIPT = Path(__file__).parents[2] / "analysis" / "figures.py"
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_root, tmp_path_factory):  # noqa: F811
-    """runs/gflv1/seed0 and runs/gflv2/seed0, tiny models trained 12 iterations. The threshold
-    is 0 because a model this small scores every box low."""
-    root = tmp_path_factory.mktemp("runs")
-    inference = InferenceConfig(score_thr=0.0, max_per_img=20)
-    for name, kind in (("gflv1", "none"), ("gflv2", "dgqp")):
-        cfg = tiny_config(tiny_root)
-        quality = dataclasses.replace(cfg.model.quality, kind=kind)
-        model = dataclasses.replace(cfg.model, quality=quality, inference=inference)
-        train_run(dataclasses.replace(cfg, model=model), root / name / "seed0", seed=0)
-    return root
 
 
 def _check(paths: list[Path], name: str) -> None:

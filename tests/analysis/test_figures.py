@@ -1,6 +1,7 @@
 """Figures, claims and notebooks on a small fixture of run folders (two experiments, two seeds)."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,16 @@ from gfl_repro.analysis import figures
 from gfl_repro.analysis.claims import claims
 from gfl_repro.analysis.lqe import SIDES, TOPK, load_lqe, save_lqe
 
-NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+# notebook -> the figures it writes into RESULTS/PRESET/figures (each as png, pdf and csv)
+FIGURES = {
+    "fig1b_fig9_lqe.ipynb": ("fig1b_top1_vs_iou", "fig9_dgqp_input_output"),
+    "fig1cd_fig7_examples.ipynb": ("fig1cd_distributions", "fig7_nms"),
+    "fig4_shift.ipynb": ("fig4_shift_invariance",),
+    "fig6_table8_speed.ipynb": ("fig6_speed_accuracy",),
+    "fig8_loss_curves.ipynb": ("fig8_lqe_loss",),
+}
+TRAINED = {"fig1cd_fig7_examples.ipynb", "fig6_table8_speed.ipynb"}  # read the tiny trained runs
 BOXES = {1: [10, 10, 40, 30], 2: [50, 20, 30, 60], 3: [5, 60, 50, 30]}  # image -> gt xywh
 
 
@@ -129,17 +139,68 @@ def _kernel() -> str:
     return "python3"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_headless(fixture, tmp_path, monkeypatch, path):
+def _execute(path: Path, runs: Path, results: Path, monkeypatch) -> dict:
+    """Run a notebook headless, its parameters set through the environment and its working
+    folder ``results``'s parent; the executed notebook (a dict of cells) comes back."""
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("RUNS", str(fixture / "runs"))
-    monkeypatch.setenv("RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("RUNS", str(runs))
+    monkeypatch.setenv("RESULTS", str(results))
     monkeypatch.setenv("PRESET", "mini")
+    monkeypatch.setenv("MAX_IMAGES", "2")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=120, kernel_name=_kernel(), resources={"metadata": {"path": str(tmp_path)}}
+        nb,
+        timeout=120,
+        kernel_name=_kernel(),
+        resources={"metadata": {"path": str(results.parent)}},
     )
     client.execute()
-    assert any((tmp_path / "results" / "mini" / "figures").glob("*.png"))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def benched(runs, tmp_path_factory) -> Path:
+    """A copy of the tiny trained runs (RUNS/mini/gflv{1,2}/seed0) with their bench_model.json,
+    and results/mini/bench_model.csv beside it, from one timed step and image per run."""
+    from gfl_repro.cli import main
+
+    root = tmp_path_factory.mktemp("benched")
+    shutil.copytree(runs, root / "runs" / "mini")
+    folders = [str(root / "runs" / "mini" / e / "seed0") for e in ("gflv1", "gflv2")]
+    argv = ["bench-model", *folders, "--train-iters", "1", "--train-warmup", "0", "--images", "1",
+            "--warmup", "0", "--results", str(root / "results")]  # fmt: skip
+    assert main(argv) == 0
+    return root
+
+
+def test_every_notebook_is_listed_and_saved_without_outputs():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(FIGURES)
+    for name in FIGURES:
+        cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert all(c["outputs"] == [] and c["execution_count"] is None for c in code), name
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_notebook_runs_headless(fixture, request, tmp_path, monkeypatch, name):
+    results = tmp_path / "results"
+    if name in TRAINED:  # checkpoints and bench_model.csv; the fixture's runs have neither
+        benched = request.getfixturevalue("benched")
+        shutil.copytree(benched / "results", results)
+        runs = benched / "runs"
+    else:
+        runs = fixture / "runs"
+    _execute(NOTEBOOKS / name, runs, results, monkeypatch)
+    for figure in FIGURES[name]:
+        paths = [results / "mini" / "figures" / f"{figure}.{ext}" for ext in ("png", "pdf", "csv")]
+        assert all(p.is_file() and p.stat().st_size > 0 for p in paths), figure
+
+
+def test_speed_notebook_without_bench_says_how_to_make_it(fixture, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    nb = _execute(NOTEBOOKS / "fig6_table8_speed.ipynb", fixture / "runs", results, monkeypatch)
+    printed = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    assert "gfl-repro bench-model" in printed
+    assert not (results / "mini").exists()  # nothing drawn, no table written
