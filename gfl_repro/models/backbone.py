@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import (
     ResNet18_Weights,
@@ -225,14 +226,48 @@ class ResNetBackbone(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         """x (B, 3, H, W) -> [C3 (B, C, H/8, W/8), C4 (.., H/16, ..), C5 (.., H/32, ..)].
 
-        Sizes are rounded up (ceil) for sizes not divisible by the stride.
+        Sizes are rounded up (ceil) for sizes not divisible by the stride. Every conv followed by
+        a frozen BatchNorm runs as one conv with the norm folded into its weight and bias.
         """
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
-        c2 = self.layer1(x)  # (B, 64 * e, H/4, W/4), e = block expansion
-        c3 = self.layer2(c2)  # (B, 128 * e, H/8, W/8)
-        c4 = self.layer3(c3)  # (B, 256 * e, H/16, W/16)
-        c5 = self.layer4(c4)  # (B, 512 * e, H/32, W/32)
-        return [c3, c4, c5]
+        x = self.maxpool(self.relu(conv_frozen_bn(self.conv1, self.bn1, x)))  # (B, 64, H/4, W/4)
+        outs = []
+        for layer in self._stages():
+            for block in layer:
+                x = _block_forward(block, x)
+            outs.append(x)
+        # (B, 64 * e, H/4, W/4), e = block expansion; then H/8, H/16, H/32 with 128, 256, 512 * e
+        return outs[1:]
+
+
+def conv_frozen_bn(conv: nn.Module, bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(conv(x))`` with a frozen BatchNorm after a plain conv computed as a single conv:
+    weight * scale, bias' = bias_bn - mean * scale (+ conv bias * scale), scale = gamma /
+    sqrt(var + eps). Saves a pass over the activations forward and backward; any other pair
+    (a DCN conv) runs as given."""
+    plain = isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros"
+    if not (plain and isinstance(bn, FrozenBatchNorm2d)):
+        return bn(conv(x))
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()  # (C,)
+    bias = bn.bias - bn.running_mean * scale  # (C,)
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    weight = conv.weight * scale[:, None, None, None]  # (C, C_in / groups, kh, kw)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _block_forward(block: nn.Module, x: Tensor) -> Tensor:
+    """torchvision's BasicBlock / Bottleneck forward with ``conv_frozen_bn``."""
+    out = block.relu(conv_frozen_bn(block.conv1, block.bn1, x))
+    if isinstance(block, Bottleneck):
+        out = block.relu(conv_frozen_bn(block.conv2, block.bn2, out))
+        out = conv_frozen_bn(block.conv3, block.bn3, out)
+    else:
+        out = conv_frozen_bn(block.conv2, block.bn2, out)
+    identity = x
+    if block.downsample is not None:
+        conv, bn = block.downsample
+        identity = conv_frozen_bn(conv, bn, x)
+    return block.relu(out + identity)
 
 
 def _weights_path(spec: ResNetSpec, pretrained: bool | str | Path) -> Path | None:
