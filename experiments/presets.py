@@ -6,7 +6,7 @@
 """
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gfl_repro.config import (
     Config,
@@ -115,12 +115,34 @@ class Cost:
     processes: int  # devices per run (GPUs at COCO scale, 1 CPU process at mini)
     seconds_per_iter: float
     source: str  # where seconds_per_iter comes from
+    seconds_per_run: float = 0.0  # start-up, evaluation and the LQE dump
+    # Step time relative to GFLV2's, for experiments that differ by more than noise.
+    relative: dict[str, float] = field(default_factory=dict)
+
+    def run_seconds(self, experiment: str, iterations: int) -> float:
+        """Estimated wall time of one run on its ``processes`` devices."""
+        step = self.seconds_per_iter * self.relative.get(experiment, 1.0)
+        return iterations * step + self.seconds_per_run
+
+
+# Measured here at mini (analysis/experiment_cost.py, 2 CPU cores, each paired with a GFLV2 step
+# in the same process): the Table 3 rows that sample convolutional features. The other rows are
+# within 0.8-1.2 of GFLV2 and count as 1.
+MINI_RELATIVE = {
+    "t3_region": 3.28,
+    "t3_border_dense": 1.45,
+    "t3_border_middle": 1.24,
+    "t3_border_extreme": 1.69,
+    "t3_regular": 5.12,
+    "t3_deformable": 5.30,
+}
 
 
 COSTS = {
     "tiny": Cost(12, 1, 0.01, "a guess: smoke tests only"),
-    # Measured here: `gfl-repro train gflv2 --preset mini` on 2 CPU cores (metrics.jsonl).
-    "mini": Cost(3000, 1, 0.21, "measured, mini GFLV2 on 2 CPU cores"),
+    # Measured here: `make table2 PRESET=mini` on 2 CPU cores, 0.222-0.230 s per iteration and
+    # 15-20 s per run besides (train.log time stamps).
+    "mini": Cost(3000, 1, 0.225, "measured, mini runs on 2 CPU cores", 20.0, MINI_RELATIVE),
     # Not measured here (no GPU): the paper's Table 8, 8.2 h for 12 epochs of 7330 iterations
     # of 16 images on 8 RTX 2080Ti = 0.336 s per iteration.
     "coco-1x": Cost(117266, 8, 8.2 * 3600 / (12 * 7330), "paper Table 8 (8 RTX 2080Ti)"),

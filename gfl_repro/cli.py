@@ -129,7 +129,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     def seconds(run: sweep.PlannedRun) -> float:
         iters = sweep.total_iterations(run.config, cost.train_images, cost.processes)
-        return iters * cost.seconds_per_iter * cost.processes  # device-seconds
+        return cost.run_seconds(run.name, iters) * cost.processes  # device-seconds
 
     unit = "GPU-hours" if cost.processes > 1 else "hours"
     print(f"Table {args.table} at {args.preset}, {args.seeds} seed(s); cost from {cost.source}")

@@ -72,3 +72,12 @@ def test_dgqp_adds_1409_parameters_to_each_transplant(name):
     without = apply_overrides(with_dgqp, ["model.quality.kind=none"])
     count = lambda cfg: sum(p.numel() for p in build_model(cfg.model).parameters())  # noqa: E731
     assert count(with_dgqp) - count(without) == 4 * (4 + 1) * 64 + 64 + 64 + 1 == 1409
+
+
+def test_run_cost_scales_the_step_by_the_experiments_relative_cost():
+    from experiments.presets import COSTS, Cost
+
+    cost = Cost(100, 1, 0.2, "hand", seconds_per_run=10.0, relative={"t3_region": 2.0})
+    assert cost.run_seconds("t3_region", 100) == 100 * 0.4 + 10
+    assert cost.run_seconds("gflv2", 100) == 100 * 0.2 + 10
+    assert COSTS["mini"].relative["t3_deformable"] > 5  # measured: DCN sampling is the dearest
