@@ -127,6 +127,8 @@ def test_claims_verdict_and_not_run_yet(fixture):
     table1 = text.split("(Table 1)")[1].split("##")[0]
     assert "not run yet" in table1 and "t1_topk" in table1
     assert "Higher PCC" in text and "GFLV2" in text.split("Higher PCC")[1]
+    table2 = text.split("best DGQP setting (Table 2)")[1].split("##")[0]
+    assert "not run yet" in table2 and "t2_k0" not in table2  # GFLV1 has no DGQP setting
 
 
 def _kernel() -> str:
