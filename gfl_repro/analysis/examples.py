@@ -28,17 +28,15 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from gfl_repro.analysis import lqe  # noqa: E402
 from gfl_repro.analysis.figures import save  # noqa: E402
 from gfl_repro.analysis.lqe import SIDES, _to  # noqa: E402
 from gfl_repro.config import Config  # noqa: E402
 from gfl_repro.data.coco import CocoDetection  # noqa: E402
 from gfl_repro.data.transforms import MEAN, STD  # noqa: E402
-from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
 from gfl_repro.engine.data import val_loader  # noqa: E402
 from gfl_repro.engine.distributed import DistInfo  # noqa: E402
-from gfl_repro.engine.runs import load_run_config  # noqa: E402
 from gfl_repro.models.box_coding import Priors, box_iou, distance2bbox  # noqa: E402
-from gfl_repro.models.build import build_model  # noqa: E402
 from gfl_repro.models.detector import Detector  # noqa: E402
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput  # noqa: E402
 from gfl_repro.models.postprocess import multiclass_nms, topk_per_level  # noqa: E402
@@ -63,15 +61,9 @@ def load_run_model(
     run_dir: str | Path, device: torch.device | str = "cpu"
 ) -> tuple[Config, Detector]:
     """The resolved config of a run folder and its GFL model at the latest checkpoint, frozen."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    model = build_model(cfg.model)
+    cfg, model = lqe.load_run_model(run_dir)
     if not isinstance(model.head, GFLHead):
         raise TypeError(f"{run_dir}: needs a GFL head, got {type(model.head).__name__}")
-    model.load_state_dict(load_checkpoint(ckpt)["state_dict"])
     return cfg, model.to(device).eval().requires_grad_(False)
 
 

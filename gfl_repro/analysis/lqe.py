@@ -25,12 +25,14 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from gfl_repro.config import Config
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.engine.runs import load_run_config
 from gfl_repro.models.box_coding import Priors, aligned_iou, box_iou, distance2bbox
 from gfl_repro.models.build import build_model
+from gfl_repro.models.detector import Detector
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
 from gfl_repro.models.postprocess import topk_per_level
 from gfl_repro.models.targets import batch_targets
@@ -171,6 +173,18 @@ def load_lqe(run_dir: str | Path, name: str = "lqe") -> pd.DataFrame:
         return pd.DataFrame({col: z[col] for col in z.files})
 
 
+def load_run_model(run_dir: str | Path) -> tuple[Config, Detector]:
+    """The resolved config of a run folder and its model at the latest checkpoint."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    model = build_model(cfg.model)
+    model.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+    return cfg, model
+
+
 def run_lqe(
     run_dir: str | Path,
     protocol: str = "positives",
@@ -180,13 +194,7 @@ def run_lqe(
     """Rebuild the model of a run folder, load its latest checkpoint, dump on the val set and
     save as ``lqe.npz`` (positives) or ``lqe_detections.npz`` in ``out_dir`` (default: the run
     folder). Relative data roots resolve against the working directory, as in training."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    model = build_model(cfg.model)
-    model.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+    cfg, model = load_run_model(run_dir)
     df = lqe_dump(model, val_loader(cfg.data, DistInfo()), device, protocol)
     name = "lqe" if protocol == "positives" else f"lqe_{protocol}"
     return save_lqe(df, run_dir if out_dir is None else out_dir, name)
