@@ -15,7 +15,7 @@ from gfl_repro.config import Config
 from gfl_repro.data.coco import CocoDetection
 from gfl_repro.data.transforms import rescale_size
 from gfl_repro.engine.data import dataset_paths
-from gfl_repro.models.box_coding import Priors, make_priors, valid_mask
+from gfl_repro.models.box_coding import Priors, valid_mask
 from gfl_repro.models.build import build_model
 from gfl_repro.models.detector import Detector
 
@@ -25,9 +25,7 @@ def level_priors(model: Detector, height: int, width: int) -> Priors:
     of the backbone and neck on zeros, so they are the model's own)."""
     with torch.no_grad():
         feats = model.neck(model.backbone(torch.zeros(1, 3, height, width)))
-    sizes = [tuple(f.shape[-2:]) for f in feats]
-    return make_priors(sizes, list(model.strides), model.anchor_scale, torch.device("cpu"),
-                       model.ratios, model.scales_per_octave, model.center_offset)  # fmt: skip
+    return model.priors_at(tuple(tuple(f.shape[-2:]) for f in feats), torch.device("cpu"))
 
 
 def positives_per_level(cfg: Config, limit: int | None = None) -> dict:

@@ -3,6 +3,7 @@
 Legend: B images, P priors over all levels.
 """
 
+import torch
 from torch import Tensor, nn
 
 from gfl_repro.models.assigners import atss_assign
@@ -46,11 +47,14 @@ class Detector(nn.Module):
         return self.head(self.neck(self.backbone(images)))
 
     def priors(self, out: HeadOutput) -> Priors:
-        device = out.scores.device
-        key = (out.level_sizes, str(device))
+        return self.priors_at(tuple(out.level_sizes), out.scores.device)
+
+    def priors_at(self, level_sizes: tuple, device: torch.device) -> Priors:
+        """The priors of feature maps of ``level_sizes`` ((H, W) per level), cached."""
+        key = (level_sizes, str(device))
         if key not in self._priors:
             self._priors[key] = make_priors(
-                list(out.level_sizes),
+                list(level_sizes),
                 list(self.strides),
                 self.anchor_scale,
                 device,
