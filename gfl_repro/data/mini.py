@@ -21,6 +21,7 @@ depend on the number of worker processes, and the json files are byte-identical 
 import json
 import logging
 import multiprocessing
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -386,7 +387,10 @@ def generate(
         ]
     all_jobs = jobs["train"] + jobs["val"]
     if workers > 1:
-        with multiprocessing.Pool(workers) as pool:
+        # Workers take the default SIGTERM action: a forked worker inherits its parent's handler,
+        # and where that ignores SIGTERM (submitit's jobs do) the pool's terminate() would hang.
+        reset = (signal.SIGTERM, signal.SIG_DFL)
+        with multiprocessing.Pool(workers, initializer=signal.signal, initargs=reset) as pool:
             results = pool.map(_render_image, all_jobs, chunksize=16)
     else:
         results = [_render_image(job) for job in all_jobs]
