@@ -31,10 +31,12 @@ def predict_loader(model, loader, device: torch.device) -> list[dict]:
 
 
 def evaluate_run(
-    model, loader, dist: DistInfo, run_dir: Path, write_detections: bool = True
-) -> dict | None:
+    model, loader, dist: DistInfo, run_dir: Path, write_detections: bool = True,
+    record: dict | None = None,
+) -> dict | None:  # fmt: skip
     """Predict on the val loader (sharded over processes), then on rank 0 evaluate and, for the
-    final evaluation, write detections.json, per_class_ap.csv and, last, metrics.json."""
+    final evaluation, write detections.json, per_class_ap.csv and, last, metrics.json (the
+    metrics, the evaluation's seconds and ``record``)."""
     tic = time.perf_counter()
     parts = all_gather_objects(predict_loader(model, loader, dist.device))
     if not dist.is_main:
@@ -47,7 +49,7 @@ def evaluate_run(
     log.info("val: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({seconds:.0f} s)")
     if write_detections:
         atomic_write_text(Path(run_dir) / "detections.json", json.dumps(detections))
-        record = {**metrics, "ann_file": str(ann_file), "images": len(loader.dataset),
-                  "eval_seconds": round(seconds, 2)}  # fmt: skip
-        atomic_write_json(Path(run_dir) / "metrics.json", record)  # last: marks the run complete
+        saved = {**metrics, "ann_file": str(ann_file), "images": len(loader.dataset),
+                 "eval_seconds": round(seconds, 2), **(record or {})}  # fmt: skip
+        atomic_write_json(Path(run_dir) / "metrics.json", saved)  # last: marks the run complete
     return metrics

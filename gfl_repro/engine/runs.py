@@ -25,6 +25,21 @@ def is_complete(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "metrics.json").is_file()
 
 
+def recorded_seconds(run_dir: str | Path) -> float | None:
+    """Device-seconds a complete run took: the wall time of its training (summed over resumes),
+    LQE dump and final evaluation, times its processes. None when the run is not complete or
+    predates the recording of training time."""
+    run_dir = Path(run_dir)
+    if not is_complete(run_dir):
+        return None
+    metrics = read_json(run_dir / "metrics.json")
+    if "train_seconds" not in metrics:
+        return None
+    wall = sum(metrics.get(k, 0.0) for k in ("train_seconds", "lqe_seconds", "eval_seconds"))
+    env = run_dir / "env.json"
+    return wall * (read_json(env).get("processes", 1) if env.is_file() else 1)
+
+
 def check_same_config(run_dir: Path, cfg: Config) -> None:
     """A run folder written by another config is an error, never silently reused or resumed."""
     saved = Path(run_dir) / "config.json"

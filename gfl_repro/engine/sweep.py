@@ -18,7 +18,12 @@ from pathlib import Path
 
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine.checkpoint import latest_checkpoint
-from gfl_repro.engine.runs import check_same_config, default_run_dir, is_complete
+from gfl_repro.engine.runs import (
+    check_same_config,
+    default_run_dir,
+    is_complete,
+    recorded_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +74,24 @@ def total_iterations(cfg: Config, train_images: int, world_size: int = 1) -> int
 
 def format_plan(runs: list[PlannedRun], seconds_per_run: Callable[[PlannedRun], float],
                 unit: str = "hours", scale: float = 1 / 3600) -> str:  # fmt: skip
-    lines = [f"{'run':<28} {'seed':>4}  {'status':<8}  {'est. ' + unit:>12}  rows"]
-    todo = 0.0
+    """The plan as a table: each run's estimated cost and, for a complete run that recorded it,
+    what it took (both in ``unit``), then the totals."""
+    lines = [f"{'run':<28} {'seed':>4}  {'status':<8}  {'est. ' + unit:>12}  {'took':>6}  rows"]
+    todo, took, timed = 0.0, 0.0, 0
     for run in runs:
         cost = seconds_per_run(run) * scale
+        recorded = recorded_seconds(run.run_dir)
         if run.status != "complete":
             todo += cost
-        lines.append(f"{run.name:<28} {run.seed:>4}  {run.status:<8}  {cost:>12.2f}  "
+        if recorded is not None:
+            took, timed = took + recorded * scale, timed + 1
+        spent = "" if recorded is None else f"{recorded * scale:.2f}"
+        lines.append(f"{run.name:<28} {run.seed:>4}  {run.status:<8}  {cost:>12.2f}  {spent:>6}  "
                      f"{', '.join(sorted(set(run.rows)))}")  # fmt: skip
     done = sum(r.status == "complete" for r in runs)
-    lines.append(f"{len(runs)} distinct runs ({done} complete); estimated {todo:.1f} {unit} to go")
+    spent = f", {timed} of them took {took:.1f} {unit}" if timed else ""
+    lines.append(f"{len(runs)} distinct runs ({done} complete{spent}); "
+                 f"estimated {todo:.1f} {unit} to go")  # fmt: skip
     return "\n".join(lines)
 
 

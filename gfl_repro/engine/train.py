@@ -128,6 +128,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg, self.schedule.lr)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.runtime.amp == "fp16")
         self.iteration = 0
+        self.train_seconds = 0.0  # wall time of the training loop, summed over resumes
+        self._started: float | None = None
         self.metrics = MetricsLogger(run_dir, dist.is_main, cfg.runtime.tensorboard)
 
     def _check_classes(self) -> None:
@@ -145,6 +147,7 @@ class Trainer:
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
+        self.train_seconds = state.get("train_seconds", 0.0)
         ckpt.set_rng_state(state["rng"])
         log.info("resumed from %s at iteration %d", path, self.iteration)
 
@@ -153,7 +156,8 @@ class Trainer:
             return
         path = self.run_dir / f"iter_{self.iteration}.pth"
         extra = {"model_config": to_dict(self.cfg.model), "scaler": self.scaler.state_dict(),
-                 "category_ids": self.loader.dataset.dataset.cat_ids}  # fmt: skip
+                 "category_ids": self.loader.dataset.dataset.cat_ids,
+                 "train_seconds": self.elapsed()}  # fmt: skip
         ckpt.save_checkpoint(
             path, model=self.model, optimizer=self.optimizer, iteration=self.iteration, extra=extra
         )
@@ -169,12 +173,20 @@ class Trainer:
         self.iteration += 1
         return values
 
+    def elapsed(self) -> float:
+        """Training wall seconds so far: the resumed checkpoint's plus this process's loop."""
+        if self._started is None:
+            return self.train_seconds
+        return self.train_seconds + time.perf_counter() - self._started
+
     def train(self) -> None:
         interactive = self.dist.is_main and sys.stderr.isatty()
         bar = tqdm(total=self.schedule.total_iters, initial=self.iteration, disable=not interactive,
                    unit="it", dynamic_ncols=True)  # fmt: skip
+        self._started = time.perf_counter()
         with bar, logging_redirect_tqdm():
             self._train(bar)
+        self.train_seconds, self._started = self.elapsed(), None
 
     def _train(self, bar: tqdm) -> None:
         sched, window = self.schedule, _Window()
@@ -214,19 +226,24 @@ class Trainer:
                  record["data_time"])  # fmt: skip
         window.reset()
 
-    def dump_lqe(self) -> None:
-        """lqe.npz (or lqe_detections.npz) in the run folder: the LQE analysis reads it."""
+    def dump_lqe(self) -> float:
+        """lqe.npz (or lqe_detections.npz) in the run folder: the LQE analysis reads it.
+        Returns the seconds it took (0 where the run dumps nothing)."""
         protocol = self.cfg.runtime.lqe
         if protocol == "none" or not self.dist.is_main or not isinstance(self.model.head, GFLHead):
-            return
+            return 0.0
+        tic = time.perf_counter()
         loader = val_loader(self.cfg.data, DistInfo(device=self.dist.device))
         frame = lqe_dump(self.model, loader, self.dist.device, protocol)
         save_lqe(frame, self.run_dir, "lqe" if protocol == "positives" else f"lqe_{protocol}")
         self.model.train()
+        return time.perf_counter() - tic
 
-    def evaluate(self, final: bool = True) -> dict | None:
+    def evaluate(self, final: bool = True, record: dict | None = None) -> dict | None:
+        """Evaluate on the val set; the final evaluation writes metrics.json with ``record``."""
         loader = val_loader(self.cfg.data, self.dist)
-        metrics = evaluate_run(self.model, loader, self.dist, self.run_dir, write_detections=final)
+        metrics = evaluate_run(self.model, loader, self.dist, self.run_dir,
+                               write_detections=final, record=record)  # fmt: skip
         if metrics is not None and self.dist.is_main:
             self.metrics.write({"mode": "val", "iter": self.iteration, **metrics})
         return metrics
@@ -285,7 +302,9 @@ def train_run(
              trainer.schedule.total_iters, trainer.schedule.iters_per_epoch, trainer.schedule.lr,
              dist.world_size)  # fmt: skip
     trainer.train()
-    trainer.dump_lqe()  # before metrics.json, which marks the run complete
-    metrics = trainer.evaluate(final=True)
+    log.info("training took %.1f min (summed over resumes)", trainer.train_seconds / 60)
+    lqe_seconds = trainer.dump_lqe()  # before metrics.json, which marks the run complete
+    times = {"train_seconds": round(trainer.train_seconds, 2), "lqe_seconds": round(lqe_seconds, 2)}
+    metrics = trainer.evaluate(final=True, record=times)
     trainer.metrics.close()
     return metrics

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ import torch.multiprocessing as mp
 from gfl_repro.cli import main
 from gfl_repro.config import ConfigError, apply_overrides
 from gfl_repro.engine.distributed import DistInfo
-from gfl_repro.engine.runs import is_complete
+from gfl_repro.engine.runs import is_complete, recorded_seconds
 from gfl_repro.engine.train import NonFiniteLossError, Schedule, Trainer, train_run, train_step
 from gfl_repro.models.build import build_model
 from tests.engine.conftest import tiny_config
@@ -37,7 +38,12 @@ def test_resume_after_n_of_2n_iterations_equals_2n_straight(tiny_root, tmp_path)
     torch.manual_seed(1234)  # a resumed process starts with other RNG states
     second = Trainer(cfg, tmp_path / "b", seed=5, dist=DistInfo())
     second.resume(tmp_path / "b" / "iter_5.pth")
+    # the training time carries over: what the loop had taken when the checkpoint was written
+    saved = torch.load(tmp_path / "b" / "iter_5.pth", weights_only=False)["train_seconds"]
+    assert 0 < saved <= first.train_seconds and second.train_seconds == saved
+    tic = time.perf_counter()
     second.train()
+    assert saved < second.train_seconds <= saved + time.perf_counter() - tic
     assert second.iteration == total
     a, b = _state(straight.model), _state(second.model)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -140,14 +146,21 @@ def test_a_run_is_complete_only_when_its_metrics_file_exists(tiny_root, tmp_path
     cfg = tiny_config(tiny_root, max_iters=3)
     run = tmp_path / "run"
     assert not is_complete(run)
+    tic = time.perf_counter()
     metrics = train_run(cfg, run, seed=0)
+    wall = time.perf_counter() - tic
     assert is_complete(run)
     names = {p.name for p in run.iterdir()}
     expected = {"config.json", "env.json", "metrics.jsonl", "detections.json", "iter_3.pth"}
     assert expected | {"lqe.npz"} <= names
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["AP"] == metrics["AP"] and 0 <= saved["AP"] <= 1
+    parts = [saved["train_seconds"], saved["lqe_seconds"], saved["eval_seconds"]]
+    assert min(parts) > 0 and sum(parts) <= wall
+    assert torch.load(run / "iter_3.pth", weights_only=False)["train_seconds"] > 0
+    assert recorded_seconds(run) == pytest.approx(sum(parts))  # one process
     (run / "metrics.json").unlink()  # e.g. killed during evaluation
+    assert recorded_seconds(run) is None
     assert not is_complete(run)
 
 

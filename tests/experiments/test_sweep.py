@@ -57,6 +57,26 @@ def test_a_reissued_sweep_runs_only_the_missing_runs(in_tmp, monkeypatch):
     assert sweep.run_local(_plan(["t2_k0", "gflv2"]), "tiny", seconds) == [] and launched == []
 
 
+def test_plan_shows_what_complete_runs_took(in_tmp):
+    runs = _plan(["gflv2", "t2_k0", "t1_topk"])
+    gflv2, gflv1, _ = (r.run_dir for r in runs)
+    for folder in (gflv2, gflv1):
+        folder.mkdir(parents=True)
+    # 2 processes x (3000 + 100 + 500) s = 2.00 device-hours; gflv1 predates the recording
+    (gflv2 / "metrics.json").write_text(
+        '{"AP": 0.4, "train_seconds": 3000, "lqe_seconds": 100, "eval_seconds": 500}'
+    )
+    (gflv2 / "env.json").write_text('{"processes": 2}')
+    (gflv1 / "metrics.json").write_text('{"AP": 0.4, "eval_seconds": 500}')
+    lines = sweep.format_plan(runs, lambda run: 1800.0, "GPU-hours").splitlines()
+    assert lines[1].split()[:5] == ["gflv2", "0", "complete", "0.50", "2.00"]
+    assert lines[2].split()[:5] == ["gflv1", "0", "complete", "0.50", "t2_k0"]
+    assert lines[3].split()[:5] == ["t1_topk", "0", "new", "0.50", "t1_topk"]
+    assert lines[-1] == (
+        "3 distinct runs (2 complete, 1 of them took 2.0 GPU-hours); estimated 0.5 GPU-hours to go"
+    )
+
+
 def test_a_folder_of_another_config_is_refused(in_tmp):
     run = _plan(["gflv2"])[0]
     run.run_dir.mkdir(parents=True)
