@@ -40,16 +40,19 @@ reproduce: setup
 	$(BIN)/gfl-repro table 6 --preset $(PRESET)
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
 
-# One paper table: its missing runs (shared runs once), then results/$(PRESET)/tableN.{csv,md}.
+# One paper table: its missing runs (shared runs once), bench-model for the speed columns of
+# runs not yet timed, then results/$(PRESET)/tableN.{csv,md}.
 table1 table2 table3 table4 table5 table6 table8: setup
-	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS)
+	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS) --bench
 
 table7: setup
 	@case "$(PRESET)" in coco*) ;; *) echo "table7 runs at the COCO presets only" >&2; exit 2;; esac
-	$(BIN)/gfl-repro sweep 7 --preset $(PRESET) --seeds $(SEEDS)
+	$(BIN)/gfl-repro sweep 7 --preset $(PRESET) --seeds $(SEEDS) --bench
 
+# Every table but 7, then every figure and claims.md.
 all-tables: setup
-	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS)
+	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --bench
+	$(BIN)/python analysis/figures.py --preset $(PRESET)
 
 # Every figure the existing runs allow (PNG, PDF and the CSV behind each) and claims.md.
 figures: setup

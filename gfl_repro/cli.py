@@ -142,10 +142,28 @@ def _sweep(args: argparse.Namespace) -> int:
         sweep.submit_slurm(runs, args.preset, opts, args.runs / args.preset / "slurm")
         return 0
     failed = sweep.run_local(runs, args.preset, lambda r: seconds(r) / cost.processes, args.jobs)
+    if args.bench:
+        _bench_unbenched(runs, numbers, args.results)
     for number in numbers:
         if number != "main":
             print(paper_table(number, args.preset, args.runs, args.results)[2])
     return 1 if failed else 0
+
+
+def _bench_unbenched(runs: list, numbers: tuple[str, ...], results: Path) -> None:
+    """bench-model, with its defaults, on the complete runs of the tables with speed columns
+    (Tables 3-6's FPS, Table 8's training hours and FPS) that were not benchmarked yet."""
+    from experiments.paper import COLUMNS
+    from experiments.registry import table
+    from gfl_repro.analysis.runs import SPEED
+    from gfl_repro.engine import sweep
+    from gfl_repro.engine.bench_model import Options, bench_runs, format_table
+
+    rows = {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
+    folders = sweep.unbenched(runs, rows)
+    if folders:
+        print(f"bench-model: timing {len(folders)} run(s) for the speed columns", flush=True)
+        print(format_table(bench_runs(folders, Options(), results)), flush=True)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -215,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", choices=["local", "slurm"], default="local")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost only")
     p.add_argument("--jobs", type=int, default=1, help="local runs at once (one per GPU)")
+    p.add_argument("--bench", action="store_true",
+                   help="after training locally, time the complete runs of the tables' "
+                        "speed columns that have no bench_model.json (bench-model)")  # fmt: skip
     p.add_argument("--runs", type=Path, default=Path("runs"), help="root of the run folders")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--nodes", type=int, default=1)

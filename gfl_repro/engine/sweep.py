@@ -95,6 +95,18 @@ def format_plan(runs: list[PlannedRun], seconds_per_run: Callable[[PlannedRun], 
     return "\n".join(lines)
 
 
+def unbenched(runs: list[PlannedRun], rows: set[str]) -> list[Path]:
+    """Folders of the complete runs standing for any of ``rows`` that have no bench_model.json
+    yet: what ``gfl-repro bench-model`` still has to time for the tables' speed columns."""
+    return [
+        run.run_dir
+        for run in runs
+        if set(run.rows) & rows
+        and run.status == "complete"
+        and not (run.run_dir / "bench_model.json").is_file()
+    ]
+
+
 def train_command(run: PlannedRun, preset: str) -> list[str]:
     where = ["--preset", preset, "--seed", str(run.seed), "--work-dir", str(run.run_dir)]
     return [sys.executable, "-m", "gfl_repro.cli", "train", run.name, *where, "--resume", "auto"]

@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 
+import pandas as pd
 import pytest
 
 from experiments.presets import COSTS
@@ -75,6 +76,22 @@ def test_plan_shows_what_complete_runs_took(in_tmp):
     assert lines[-1] == (
         "3 distinct runs (2 complete, 1 of them took 2.0 GPU-hours); estimated 0.5 GPU-hours to go"
     )
+
+
+def test_bench_times_the_speed_tables_runs_once(in_tmp, capsys):
+    from gfl_repro.cli import main
+
+    assert main(["sweep", "8", "--preset", "tiny", "--bench"]) == 0
+    runs = _plan(["t6_atss_star", "t6_gflv1", "t6_gflv2"])
+    assert all((r.run_dir / "bench_model.json").is_file() for r in runs)
+    table8 = pd.read_csv(in_tmp / "results" / "tiny" / "table8.csv")
+    assert table8["Inference FPS"].gt(0).all() and table8["Training Hours"].notna().all()
+    assert "bench-model: timing 3 run(s)" in capsys.readouterr().out
+    extra = _plan(["t2_k1_p64", "t6_gflv2"])  # Table 2 shows no speed: its runs are not timed
+    (extra[0].run_dir).mkdir(parents=True)
+    (extra[0].run_dir / "metrics.json").write_text("{}")
+    assert sweep.unbenched(extra, {"t6_gflv2"}) == []
+    assert sweep.unbenched(extra, {"t2_k1_p64"}) == [extra[0].run_dir]
 
 
 def test_a_folder_of_another_config_is_refused(in_tmp):
