@@ -163,6 +163,9 @@ class ScheduleConfig:
     warmup_ratio: float = 0.001
     steps: tuple[int, ...] = (8, 11)  # epochs after which lr is multiplied by gamma
     gamma: float = 0.1
+    # Clip the L2 norm of all gradients to this before each update (0 = no clipping, the GFL
+    # recipe); mmdetection's optimizer_config=dict(grad_clip=dict(max_norm=..., norm_type=2)).
+    grad_clip: float = 0.0
     max_iters: int = 0  # stop after this many iterations (0 = the full schedule); for tests
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gfl_repro.config import Config, from_dict, to_dict
+from gfl_repro.config import Config, ConfigError, from_dict, to_dict
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.io import atomic_write_json
 
@@ -41,13 +41,21 @@ def recorded_seconds(run_dir: str | Path) -> float | None:
 
 
 def check_same_config(run_dir: Path, cfg: Config) -> None:
-    """A run folder written by another config is an error, never silently reused or resumed."""
+    """A run folder written by another config is an error, never silently reused or resumed.
+    A key missing from the saved config (a field added to the code since) means its default."""
     saved = Path(run_dir) / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()) != to_dict(cfg):
+    if saved.is_file() and _with_defaults(json.loads(saved.read_text())) != to_dict(cfg):
         raise RuntimeError(
             f"{run_dir} holds a run of another config than the one asked for (the experiment, "
             "its overrides or the code changed); move the folder away or pass another --work-dir"
         )
+
+
+def _with_defaults(saved: dict) -> dict | None:
+    try:
+        return to_dict(from_dict(Config, saved))
+    except (ConfigError, TypeError, ValueError):
+        return None  # a key the code no longer has, or a malformed file: another config
 
 
 def _git_commit() -> str:

@@ -88,9 +88,11 @@ def _check_finite(losses: dict[str, torch.Tensor], iteration: int) -> dict[str, 
     return values
 
 
-def train_step(model, ddp, optimizer, scaler, images, targets, iteration: int) -> dict[str, float]:
+def train_step(model, ddp, optimizer, scaler, images, targets, iteration: int,
+               grad_clip: float = 0.0) -> dict[str, float]:  # fmt: skip
     """One SGD step: forward through ``ddp`` (the model, or its DDP wrapper), the losses of
-    ``model``, a finiteness check that names the term, backward, update."""
+    ``model``, a finiteness check that names the term, backward, the gradients' total L2 norm
+    clipped to ``grad_clip`` when it is set, update."""
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     targets = [{k: _to(v, device) for k, v in t.items()} for t in targets]
@@ -100,6 +102,10 @@ def train_step(model, ddp, optimizer, scaler, images, targets, iteration: int) -
     values = _check_finite(losses, iteration)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(sum(losses.values())).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
     scaler.step(optimizer)
     scaler.update()
     return values
@@ -167,9 +173,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr_at(self.iteration)
         with _autocast(self.cfg, self.dist.device):
-            values = train_step(
-                self.model, self.ddp, self.optimizer, self.scaler, images, targets, self.iteration
-            )
+            values = train_step(self.model, self.ddp, self.optimizer, self.scaler, images,
+                                targets, self.iteration, self.cfg.schedule.grad_clip)  # fmt: skip
         self.iteration += 1
         return values
 

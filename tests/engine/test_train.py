@@ -173,3 +173,28 @@ def test_linear_warmup_and_steps_by_epoch():
     assert s.lr_at(500) == pytest.approx(0.01)
     assert s.lr_at(799) == pytest.approx(0.01) and s.lr_at(800) == pytest.approx(0.001)
     assert s.lr_at(1100) == pytest.approx(0.0001)
+
+
+class _Linear(torch.nn.Module):
+    """loss = w . (30, 40): its gradient is (30, 40), of L2 norm 50, whatever w is."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+
+    def forward(self, images):
+        return images
+
+    def losses(self, out, targets):
+        return {"loss": (self.w * torch.tensor([30.0, 40.0])).sum()}
+
+
+@pytest.mark.parametrize(("clip", "expected"), [(0.0, [-27.0, -36.0]), (5.0, [0.0, 0.0]),
+                                                (100.0, [-27.0, -36.0])])  # fmt: skip
+def test_grad_clip_scales_the_total_gradient_norm_down_to_its_limit(clip, expected):
+    model = _Linear()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)  # w <- w - grad
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    train_step(model, model, opt, scaler, torch.zeros(1, 3, 4, 4), [{}], 0, grad_clip=clip)
+    # 5 / 50 of the gradient (30, 40) is (3, 4); a limit above the norm 50 leaves it whole
+    assert model.w.detach().tolist() == pytest.approx(expected, abs=1e-6)

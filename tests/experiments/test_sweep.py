@@ -1,6 +1,7 @@
 """The sweep driver: shared rows trained once, re-issued sweeps run only what is missing,
 the submitit path, and the generated sbatch parameters."""
 
+import json
 import os
 import stat
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from experiments.presets import COSTS
 from experiments.registry import canonical_name, resolve
+from gfl_repro.config import to_dict
 from gfl_repro.engine import sweep
 from gfl_repro.engine.runs import is_complete
 
@@ -98,6 +100,23 @@ def test_a_folder_of_another_config_is_refused(in_tmp):
     run = _plan(["gflv2"])[0]
     run.run_dir.mkdir(parents=True)
     (run.run_dir / "config.json").write_text('{"model": {}}')
+    with pytest.raises(RuntimeError, match="another config than the one asked for"):
+        _plan(["gflv2"])
+
+
+def test_a_config_saved_before_a_field_existed_means_its_default(in_tmp):
+    run = _plan(["gflv2"])[0]
+    run.run_dir.mkdir(parents=True)
+    saved = to_dict(run.config)
+    del saved["schedule"]["grad_clip"]  # as written by the code before grad_clip existed
+    (run.run_dir / "config.json").write_text(json.dumps(saved))
+    assert _plan(["gflv2"])[0].run_dir == run.run_dir
+    saved["schedule"]["grad_clip"] = 35.0  # another value is another config
+    (run.run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(RuntimeError, match="another config than the one asked for"):
+        _plan(["gflv2"])
+    saved["schedule"]["grad_clip"], saved["schedule"]["gone"] = 0.0, 1  # a key the code lacks
+    (run.run_dir / "config.json").write_text(json.dumps(saved))
     with pytest.raises(RuntimeError, match="another config than the one asked for"):
         _plan(["gflv2"])
 
