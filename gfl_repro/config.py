@@ -52,6 +52,9 @@ class HeadConfig:
     stacked_convs: int = 4
     reg_max: int = 16
     gn_groups: int = 32
+    # The towers of the native RetinaNet and FoveaBox heads: "none" as mmdetection's, or "gn"
+    # (gn_groups groups, as the GFL, FCOS and ATSS towers always have). The other heads ignore it.
+    plain_tower_norm: str = "none"
     anchor_scale: float = 8.0  # anchor side = anchor_scale * stride (octave_base_scale)
     anchor_ratios: tuple[float, ...] = (1.0,)
     scales_per_octave: int = 1
@@ -98,6 +101,7 @@ def check_model(cfg: ModelConfig) -> None:
     _one_of("model.detector", cfg.detector, DETECTORS)
     _one_of("model.head.kind", cfg.head.kind, HEAD_KINDS)
     _one_of("model.head.box", cfg.head.box, BOX_KINDS)
+    _one_of("model.head.plain_tower_norm", cfg.head.plain_tower_norm, ("none", "gn"))
     _one_of("model.fpn_extra_source", cfg.fpn_extra_source, ("output", "input"))
     if not cfg.object_scale > 0:
         raise ConfigError(f"model.object_scale must be > 0, got {cfg.object_scale}")

@@ -65,6 +65,16 @@ def test_rows_equal_to_the_default_resolve_to_the_same_config():
     assert resolve("t2_k0", "mini") == resolve("gflv1", "mini")
 
 
+def test_retinanet_and_foveabox_baselines_get_gn_towers_at_mini_only():
+    for name in ("t5_retinanet", "t5_foveabox"):
+        assert resolve(name, "mini").model.head.plain_tower_norm == "gn"
+        assert resolve(name, "coco-1x").model.head.plain_tower_norm == "none"  # mmdetection's
+        assert "at mini: model.head.plain_tower_norm=gn" in EXPERIMENTS[name].describe()
+    # the GFLV2 transplants and every other row are untouched by it
+    others = [n for n in EXPERIMENTS if n not in ("t5_retinanet", "t5_foveabox")]
+    assert all(resolve(n, "mini").model.head.plain_tower_norm == "none" for n in others)
+
+
 @pytest.mark.parametrize("name", ["t5_retinanet_gflv2", "t5_foveabox_gflv2", "t5_fcos_gflv2",
                                   "t5_atss_gflv2"])  # fmt: skip
 def test_dgqp_adds_1409_parameters_to_each_transplant(name):

@@ -80,13 +80,15 @@ def build_head(cfg: ModelConfig) -> nn.Module:
         weights = LossWeights(h.loss_qfl, h.loss_bbox, h.loss_dfl)
         return GFLHead(c, **common, reg_max=h.reg_max, gn_groups=h.gn_groups,
                        quality=build_quality(cfg), loss_weights=weights, box=h.box)  # fmt: skip
+    plain_gn = h.gn_groups if h.plain_tower_norm == "gn" else 0  # RetinaNet's, FoveaBox's towers
     if cfg.detector == "retinanet":
-        return RetinaHead(c, **common, num_anchors=len(h.anchor_ratios) * h.scales_per_octave)
+        anchors = len(h.anchor_ratios) * h.scales_per_octave
+        return RetinaHead(c, **common, num_anchors=anchors, gn_groups=plain_gn)
     if cfg.detector == "fcos":
         return FCOSHead(c, **common, gn_groups=h.gn_groups, box="ltrb")
     if cfg.detector == "foveabox":
         edges = tuple(e * cfg.object_scale for e in FOVEA_BASE_EDGES)
-        return FoveaHead(c, **common, base_edges=edges)
+        return FoveaHead(c, **common, base_edges=edges, gn_groups=plain_gn)
     return atss_head(c, **common, gn_groups=h.gn_groups)
 
 

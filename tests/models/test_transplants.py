@@ -414,3 +414,24 @@ def test_tiny_detector_loss_backward_and_predict(name):
         assert (
             (boxes >= 0).all() and (boxes[:, [0, 2]] <= 30).all() and (boxes[:, [1, 3]] <= 32).all()
         )
+
+
+@pytest.mark.parametrize("head_cls", [RetinaHead, FoveaHead])
+def test_plain_towers_with_gn_normalise_away_the_input_scale(head_cls):
+    x = torch.randn(1, 16, 6, 6, generator=torch.Generator().manual_seed(0))
+    extra = {"base_edges": (16,)} if head_cls is FoveaHead else {}
+    torch.manual_seed(0)
+    plain = head_cls(C, 16, 16, 2, strides=(8,), **extra)
+    torch.manual_seed(0)
+    gn = head_cls(C, 16, 16, 2, strides=(8,), gn_groups=4, **extra)
+    # conv + GN (no conv bias) + ReLU is invariant to a positive input scale up to GN's eps
+    # (1e-5 against per-group variances of about 0.006-0.012 here: under 1e-3 relative);
+    # conv + ReLU is positively homogeneous, its biases start at 0: 3 x the input, 3 x the output
+    rel = lambda a, b: float((a - b).detach().norm() / b.detach().norm())  # noqa: E731
+    assert rel(gn.cls_convs(3 * x), gn.cls_convs(x)) < 1e-3
+    assert rel(gn.reg_convs(3 * x), gn.reg_convs(x)) < 1e-3
+    assert rel(plain.cls_convs(3 * x), 3 * plain.cls_convs(x)) < 1e-6
+    assert rel(plain.cls_convs(3 * x), plain.cls_convs(x)) == pytest.approx(2.0)
+    # per tower conv: no-norm has a bias (16), GN has none but a GN weight and bias (32): +16
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(gn) - count(plain) == 2 * 2 * 16

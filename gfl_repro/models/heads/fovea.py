@@ -33,7 +33,8 @@ def fovea_box_target(points: Tensor, boxes: Tensor, base_edges: Tensor) -> Tenso
 
 
 class FoveaHead(nn.Module):
-    """Two towers of ``stacked_convs`` 3x3 conv + ReLU (bias, no norm), C class logits and 4
+    """Two towers of ``stacked_convs`` 3x3 conv + ReLU (bias, no norm; GroupNorm with
+    ``gn_groups`` > 0), C class logits and 4
     log-space distances per location; no per-level scale. A location's box is its point
     -+ base_edge * exp(reg).
 
@@ -52,6 +53,7 @@ class FoveaHead(nn.Module):
         focal_alpha: float = 0.4,
         focal_gamma: float = 1.5,
         smooth_l1_beta: float = 0.11,
+        gn_groups: int = 0,
     ):
         super().__init__()
         if len(base_edges) != len(strides):
@@ -59,8 +61,8 @@ class FoveaHead(nn.Module):
         self.num_classes, self.strides = num_classes, tuple(strides)
         self.base_edges = tuple(float(b) for b in base_edges)
         self.focal_alpha, self.focal_gamma, self.beta = focal_alpha, focal_gamma, smooth_l1_beta
-        self.cls_convs = plain_tower(in_channels, feat_channels, stacked_convs)
-        self.reg_convs = plain_tower(in_channels, feat_channels, stacked_convs)
+        self.cls_convs = plain_tower(in_channels, feat_channels, stacked_convs, gn_groups)
+        self.reg_convs = plain_tower(in_channels, feat_channels, stacked_convs, gn_groups)
         self.fovea_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
         self.fovea_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         init_cls_conv(self.fovea_cls)

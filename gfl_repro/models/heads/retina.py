@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from gfl_repro.models.box_coding import Priors, bbox2delta, delta2bbox
-from gfl_repro.models.heads.gfl import PRIOR_PROB, flatten_level
+from gfl_repro.models.heads.gfl import PRIOR_PROB, ConvGNReLU, flatten_level
 from gfl_repro.models.losses import reduce_mean, sigmoid_focal_loss
 from gfl_repro.models.postprocess import InferenceConfig, multiclass_nms, topk_per_level
 from gfl_repro.models.targets import Targets
@@ -29,9 +29,16 @@ class ConvReLU(nn.Sequential):
         nn.init.zeros_(self.conv.bias)
 
 
-def plain_tower(in_channels: int, feat_channels: int, stacked_convs: int) -> nn.Sequential:
+def plain_tower(
+    in_channels: int, feat_channels: int, stacked_convs: int, gn_groups: int = 0
+) -> nn.Sequential:
+    """The RetinaNet/FoveaBox tower: conv + ReLU without norm (mmdetection's), or with
+    ``gn_groups`` > 0 conv + GroupNorm + ReLU as the GFL, FCOS and ATSS towers."""
     chans = [in_channels] + [feat_channels] * stacked_convs
-    return nn.Sequential(*(ConvReLU(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)))
+    pairs = zip(chans[:-1], chans[1:], strict=True)
+    if gn_groups > 0:
+        return nn.Sequential(*(ConvGNReLU(a, b, gn_groups) for a, b in pairs))
+    return nn.Sequential(*(ConvReLU(a, b) for a, b in pairs))
 
 
 def init_cls_conv(conv: nn.Conv2d) -> None:
@@ -77,8 +84,9 @@ class RetinaOutput(NamedTuple):
 
 
 class RetinaHead(nn.Module):
-    """Two towers of ``stacked_convs`` 3x3 conv + ReLU (bias, no norm), then A * C class logits
-    and A * 4 DeltaXYWH deltas (means 0, stds 1) per location; no per-level scale.
+    """Two towers of ``stacked_convs`` 3x3 conv + ReLU (bias, no norm; GroupNorm with
+    ``gn_groups`` > 0), then A * C class logits and A * 4 DeltaXYWH deltas (means 0, stds 1) per
+    location; no per-level scale.
 
     Loss: focal (alpha 0.25, gamma 2) over every valid, non-ignored anchor and L1 on the
     positives' deltas, both / the number of positives (each image counted at least once).
@@ -92,11 +100,12 @@ class RetinaHead(nn.Module):
         stacked_convs: int = 4,
         strides: tuple[int, ...] = (8, 16, 32, 64, 128),
         num_anchors: int = 9,
+        gn_groups: int = 0,
     ):
         super().__init__()
         self.num_classes, self.num_anchors, self.strides = num_classes, num_anchors, tuple(strides)
-        self.cls_convs = plain_tower(in_channels, feat_channels, stacked_convs)
-        self.reg_convs = plain_tower(in_channels, feat_channels, stacked_convs)
+        self.cls_convs = plain_tower(in_channels, feat_channels, stacked_convs, gn_groups)
+        self.reg_convs = plain_tower(in_channels, feat_channels, stacked_convs, gn_groups)
         self.retina_cls = nn.Conv2d(feat_channels, num_anchors * num_classes, 3, padding=1)
         self.retina_reg = nn.Conv2d(feat_channels, num_anchors * 4, 3, padding=1)
         init_cls_conv(self.retina_cls)
