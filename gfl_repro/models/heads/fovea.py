@@ -34,9 +34,8 @@ def fovea_box_target(points: Tensor, boxes: Tensor, base_edges: Tensor) -> Tenso
 
 class FoveaHead(nn.Module):
     """Two towers of ``stacked_convs`` 3x3 conv + ReLU (bias, no norm; GroupNorm with
-    ``gn_groups`` > 0), C class logits and 4
-    log-space distances per location; no per-level scale. A location's box is its point
-    -+ base_edge * exp(reg).
+    ``gn_groups`` > 0), C class logits and 4 log-space distances per location; no per-level
+    scale. A location's box is its point -+ base_edge * exp(reg).
 
     Loss: focal (alpha 0.4, gamma 1.5) over valid priors / (positives + images), smooth L1
     (beta 0.11) on the positives' log targets / positives.
