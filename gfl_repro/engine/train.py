@@ -104,8 +104,7 @@ def train_step(model, ddp, optimizer, scaler, images, targets, iteration: int,
     scaler.scale(sum(losses.values())).backward()
     if grad_clip > 0:
         scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # frozen ones have no grad
     scaler.step(optimizer)
     scaler.update()
     return values
