@@ -1,15 +1,26 @@
 """The paper's claims checked against the run folders of a preset, as Markdown (claims.md).
 
-Each claim gets a verdict from ``stats.verdict``: "supported", "within noise" or "contradicted",
-or "not run yet" when a run it needs has no complete seed (nothing is filled in). AP claims use
-the paired bootstrap over val images (``paired_bootstrap_ap``) on each seed both runs share; the
-verdicts of several seeds combine into "supported" (or "contradicted") only when every seed agrees.
-That interval covers the choice of val images, not training noise: the mean ± std over seeds is
-printed beside it for that. Rows of different tables that resolve to the same config share one
-run folder, ``runs/<preset>/<canonical name>/seed<S>``.
+A claim compares two rows: b beats a. For each training seed both rows have, the paired
+difference on the val set comes with a percentile bootstrap interval over the val images (AP) or
+the val positives (PCC). Across seeds, the verdict rests on a Student-t interval of the mean
+difference (n - 1 degrees of freedom) whose standard error holds both noises: the seed-to-seed
+variance of the mean, s^2 / n, plus the bootstrap variance of the mean over the val sample
+(``stats.seed_interval``). "supported" or "contradicted" needs the whole 95 % interval on one side
+of 0 and at least ``MIN_SEEDS`` seeds; with fewer, training noise is not measured and the claim
+says so ("not enough seeds") with its per-seed numbers.
+
+A "best row" claim (the paper's winner of a table) compares the winner with every rival row and
+counts the rivals it is significantly better than, worse than, or indistinguishable from, with
+Holm's correction over the rivals (family-wise 5 %): picking the runner-up by its noisy mean
+would be biased against the winner. It is supported when the winner beats every rival,
+contradicted when some rival beats it.
+
+Rows of different tables that resolve to the same config share one run folder,
+``runs/<preset>/<canonical name>/seed<S>``.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +28,78 @@ import numpy as np
 from experiments.paper import PAPER
 from experiments.registry import canonical_name, table
 from gfl_repro.analysis.lqe import load_lqe
-from gfl_repro.analysis.stats import mean_std, paired_bootstrap_ap, pearson, verdict
+from gfl_repro.analysis.stats import (
+    MIN_SEEDS,
+    NOT_ENOUGH_SEEDS,
+    SeedInterval,
+    holm,
+    image_weights,
+    load_gt,
+    match,
+    match_table,
+    mean_std,
+    paired_ap_draws,
+    pearson,
+    seed_interval,
+    verdict_over_seeds,
+)
 
 NOT_RUN = "not run yet"
+ALPHA = 0.05  # the family-wise error rate of a best-row claim, and 1 - the interval level
+
+
+@dataclass
+class Comparison:
+    """b - a over the seeds both rows have: per seed the difference on the full val sample and
+    its bootstrap interval, across seeds the interval of the mean (None with one seed)."""
+
+    seeds: list[int]
+    diffs: np.ndarray  # (S,)
+    lows: np.ndarray  # (S,)
+    highs: np.ndarray  # (S,)
+    interval: SeedInterval | None
+
+    @classmethod
+    def from_draws(cls, seeds: list[int], diffs: np.ndarray, draws: np.ndarray) -> "Comparison":
+        """``draws`` (R, S): the difference under each resample of the val sample, per seed."""
+        lows, highs = np.percentile(draws, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=0)
+        sample_var = float(draws.mean(axis=1).var(ddof=1))  # of the mean over seeds
+        interval = seed_interval(diffs, sample_var, 1 - ALPHA) if len(seeds) > 1 else None
+        return cls(seeds, diffs, lows, highs, interval)
+
+    @property
+    def verdict(self) -> str:
+        return verdict_over_seeds(self.interval) if self.interval else NOT_ENOUGH_SEEDS
+
+    def summary(self, unit: str = "AP", digits: int = 2) -> str:
+        n = len(self.seeds)
+        if n < MIN_SEEDS:
+            mean = float(np.mean(self.diffs))
+            return (f"{n} seed{'s' * (n != 1)}: training noise not measured; "
+                    f"mean difference {mean:+.{digits}f} {unit}")  # fmt: skip
+        i = self.interval
+        return (
+            f"over {n} seeds: mean difference {i.mean:+.{digits}f} {unit}, std of the difference "
+            f"{i.std:.{digits}f}; 95 % interval [{i.low:+.{digits}f}, {i.high:+.{digits}f}] "
+            f"(t, {n - 1} df, seed and val-sample noise), p = {i.p:.3g}"
+        )
+
+    def per_seed(self, digits: int = 2) -> list[str]:
+        return [
+            f"seed {s}: {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] (val bootstrap)"
+            for s, d, lo, hi in zip(self.seeds, self.diffs, self.lows, self.highs, strict=True)
+        ]
 
 
 class Checker:
-    """Finds the complete seeds of an experiment and caches the paired bootstraps of a report."""
+    """Finds the complete seeds of an experiment and compares rows over the seeds they share.
+    The val gt is loaded and each run's detections matched once per report; every comparison
+    uses the same ``n_boot`` resamples of the val images."""
 
     def __init__(self, runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int):
         self.root, self.preset = Path(runs_root) / preset, preset
         self.ann_file, self.n_boot = ann_file, n_boot
-        self._paired: dict[tuple[Path, Path], dict[str, float]] = {}
+        self._gt, self._weights, self._tables = None, None, {}
 
     def seeds(self, name: str) -> dict[int, Path]:
         """Complete runs (metrics.json present) of ``name``'s canonical folder, by seed."""
@@ -45,64 +116,90 @@ class Checker:
         spread = f" ± {std:.2f}" if np.isfinite(std) else ""
         return f"`{name}` {mean:.1f}{spread} AP ({len(aps)} seed{'s' * (len(aps) != 1)})"
 
-    def paired(self, a: str, b: str) -> tuple[str, list[str]]:
-        """Verdict on AP(b) > AP(a) over the seeds both have, and one line per seed."""
+    def _match(self, run: Path):
+        if run not in self._tables:
+            if self._gt is None:
+                self._gt = load_gt(self.ann_file)
+            self._tables[run] = match_table(match(self._gt, run / "detections.json"))
+        return self._tables[run]
+
+    def paired(self, a: str, b: str) -> Comparison | None:
+        """AP(b) - AP(a) over the seeds both rows have; None when they share none."""
         runs_a, runs_b = self.seeds(a), self.seeds(b)
         common = sorted(set(runs_a) & set(runs_b))
         if not common:
-            return NOT_RUN, [f"no seed in common between `{a}` and `{b}`"]
-        lines, verdicts = [], []
-        for s in common:
-            key = (runs_a[s] / "detections.json", runs_b[s] / "detections.json")
-            if key not in self._paired:
-                self._paired[key] = paired_bootstrap_ap(self.ann_file, *key, n=self.n_boot, seed=s)
-            r = self._paired[key]
-            verdicts.append(verdict(r["diff"], r["low"], r["high"]))
-            lines.append(
-                f"seed {s}: AP(`{b}`) − AP(`{a}`) = {r['diff']:+.2f} "
-                f"[{r['low']:+.2f}, {r['high']:+.2f}] → {verdicts[-1]}"
-            )
-        return _combine(verdicts), lines
+            return None
+        pairs = [(self._match(runs_a[s]), self._match(runs_b[s])) for s in common]
+        if self._weights is None:
+            self._weights = image_weights(pairs[0][0].npig.shape[1], self.n_boot)  # (R, I)
+        diffs, draws = paired_ap_draws(pairs, self._weights)  # (S,), (R, S)
+        return Comparison.from_draws(common, diffs, draws)
 
 
 def _ap(run: Path) -> float:
     return 100 * json.loads((run / "metrics.json").read_text())["AP"]
 
 
-def _combine(verdicts: list[str]) -> str:
-    return verdicts[0] if len(set(verdicts)) == 1 else "within noise"
-
-
 def _section(title: str, result: str, lines: list[str]) -> str:
     return "\n".join([f"## {title}: **{result}**", "", *[f"- {line}" for line in lines], ""])
+
+
+def _missing(check: Checker, names: list[str]) -> list[str]:
+    return [n for n in names if not check.seeds(n)]
 
 
 def gflv2_vs_gflv1(check: Checker) -> str:
     title = "GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4)"
     paper = PAPER["2"]["t2_k4_p64"]["AP"] - PAPER["2"]["t2_k0"]["AP"]
-    missing = [n for n in ("gflv1", "gflv2") if not check.seeds(n)]
-    if missing:
-        return _section(title, NOT_RUN, [f"missing: {', '.join(missing)}"])
-    result, lines = check.paired("gflv1", "gflv2")
-    lines = [check.ap_summary("gflv1"), check.ap_summary("gflv2"), *lines]
-    return _section(title, result, [*lines, f"paper: {paper:+.1f} AP"])
+    missing = _missing(check, ["gflv1", "gflv2"])
+    comp = None if missing else check.paired("gflv1", "gflv2")
+    if comp is None:
+        return _section(title, NOT_RUN, [f"missing: {', '.join(missing) or 'a common seed'}"])
+    lines = [check.ap_summary("gflv1"), check.ap_summary("gflv2"), comp.summary(),
+             *comp.per_seed(), f"paper: {paper:+.1f} AP"]  # fmt: skip
+    return _section(title, comp.verdict, lines)
 
 
 def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[str]) -> str:
-    """The claim that ``winner`` has the highest AP of ``rivals`` (rows of Table ``number``):
-    paired bootstrap of the winner against the best other row (the runner-up)."""
-    missing = [n for n in [winner, *rivals] if not check.seeds(n)]
-    if missing:
-        return _section(title, NOT_RUN, [f"missing rows: {', '.join(missing)}"])
+    """The claim that ``winner`` has the highest AP of the rows ``rivals`` of Table ``number``:
+    the winner against each rival, Holm-corrected over the rivals."""
     own = canonical_name(winner, check.preset)
     others = [n for n in rivals if canonical_name(n, check.preset) != own]
-    mean_ap = {n: float(np.mean([_ap(r) for r in check.seeds(n).values()])) for n in others}
-    runner_up = max(mean_ap, key=mean_ap.get)
-    result, lines = check.paired(runner_up, winner)
+    missing = _missing(check, [winner, *others])
+    comps = {} if missing else {n: check.paired(n, winner) for n in others}
+    if missing or None in comps.values():
+        return _section(title, NOT_RUN, [f"missing rows: {', '.join(missing) or 'a common seed'}"])
     paper = PAPER[number]
     gap = paper[winner]["AP"] - max(paper[n]["AP"] for n in others)
-    head = [check.ap_summary(winner), f"runner-up: {check.ap_summary(runner_up)}"]
-    return _section(title, result, [*head, *lines, f"paper: {gap:+.1f} AP over the runner-up"])
+    tail = f"paper: {gap:+.1f} AP over the runner-up"
+    fewest = min(len(c.seeds) for c in comps.values())
+    if fewest < MIN_SEEDS:
+        lines = [check.ap_summary(winner), f"{fewest} seed(s) in common with some rival: training "
+                 "noise not measured; per rival, AP(winner) − AP(rival) per seed:"]  # fmt: skip
+        for name, c in comps.items():
+            seeds = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(c.seeds, c.diffs, strict=True))
+            lines.append(f"vs {check.ap_summary(name)}: {seeds}")
+        return _section(title, NOT_ENOUGH_SEEDS, [*lines, tail])
+    adjusted = holm([c.interval.p for c in comps.values()])  # (m,)
+    outcome, lines = {}, []
+    for (name, c), p_holm in zip(comps.items(), adjusted, strict=True):
+        significant = p_holm < ALPHA
+        outcome[name] = ("better" if c.interval.mean > 0 else "worse") if significant else "tied"
+        i, seeds = c.interval, ", ".join(f"{d:+.2f}" for d in c.diffs)
+        word = {"better": "winner better", "worse": "rival better", "tied": "indistinguishable"}
+        lines.append(f"vs {check.ap_summary(name)}: {i.mean:+.2f} [{i.low:+.2f}, {i.high:+.2f}], "
+                     f"p = {i.p:.3g}, Holm p = {p_holm:.3g} → {word[outcome[name]]} "
+                     f"(per seed {seeds})")  # fmt: skip
+    counts = {k: sum(v == k for v in outcome.values()) for k in ("better", "worse", "tied")}
+    result = "supported" if counts["better"] == len(comps) else "within noise"
+    result = "contradicted" if counts["worse"] else result
+    head = [
+        check.ap_summary(winner),
+        f"against {len(comps)} rivals (Holm over {len(comps)}, family-wise {100 * ALPHA:.0f} %): "
+        f"significantly better than {counts['better']}, worse than {counts['worse']}, "
+        f"indistinguishable from {counts['tied']}",
+    ]
+    return _section(title, result, [*head, *lines, tail])
 
 
 def transplants(check: Checker) -> str:
@@ -111,20 +208,22 @@ def transplants(check: Checker) -> str:
     rows = [e.name for e in table("5")]
     for base, plus in zip(rows[::2], rows[1::2], strict=True):
         paper = PAPER["5"][plus]["AP"] - PAPER["5"][base]["AP"]
-        missing = [n for n in (base, plus) if not check.seeds(n)]
-        if missing:
-            out.append(f"- `{base}` → `{plus}`: **{NOT_RUN}** (missing: {', '.join(missing)})")
+        missing = _missing(check, [base, plus])
+        comp = None if missing else check.paired(base, plus)
+        if comp is None:
+            why = ", ".join(missing) or "a common seed"
+            out.append(f"- `{base}` → `{plus}`: **{NOT_RUN}** (missing: {why})")
             continue
-        result, lines = check.paired(base, plus)
         summary = f"{check.ap_summary(base)} → {check.ap_summary(plus)}"
-        out.append(f"- `{base}` → `{plus}`: **{result}**; {summary}; paper {paper:+.1f} AP")
-        out += [f"  - {line}" for line in lines]
+        out.append(f"- `{base}` → `{plus}`: **{comp.verdict}**; {summary}; paper {paper:+.1f} AP")
+        out += [f"  - {line}" for line in (comp.summary(), *comp.per_seed())]
     return "\n".join(out) + "\n"
 
 
-def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict[str, float]:
-    """PCC(b) − PCC(a) of (joint, iou) with a percentile bootstrap interval (95 %), resampling
-    each dump's samples independently (the two runs' positives need not be the same set)."""
+def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict:
+    """PCC(b) − PCC(a) of (joint, iou) with a percentile bootstrap interval (95 %) and its
+    draws (R,), resampling each dump's samples independently (the two runs' positives need not
+    be the same set)."""
     rng = np.random.default_rng(seed)
     xa, ya = a["joint"].to_numpy(), a["iou"].to_numpy()  # (Na,)
     xb, yb = b["joint"].to_numpy(), b["iou"].to_numpy()  # (Nb,)
@@ -133,10 +232,11 @@ def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict[str, float]:
         ia, ib = rng.integers(0, len(xa), len(xa)), rng.integers(0, len(xb), len(xb))
         draws[r] = pearson(xb[ib], yb[ib]) - pearson(xa[ia], ya[ia])
     low, high = np.percentile(draws, [2.5, 97.5])
-    return {"diff": pearson(xb, yb) - pearson(xa, ya), "low": float(low), "high": float(high)}
+    diff = pearson(xb, yb) - pearson(xa, ya)
+    return {"diff": diff, "low": float(low), "high": float(high), "draws": draws}
 
 
-def pcc_claim(check: Checker) -> str:
+def pcc_claim(check: Checker, n_boot: int = 1000) -> str:
     title = "Higher PCC of J with the IoU with DGQP (Table 6, GFLV2 vs GFLV1)"
     a, b = "t6_gflv1", "t6_gflv2"
     dumps = {n: {s: r for s, r in check.seeds(n).items() if (r / "lqe.npz").is_file()}
@@ -144,24 +244,26 @@ def pcc_claim(check: Checker) -> str:
     common = sorted(set(dumps[a]) & set(dumps[b]))
     if not common:
         return _section(title, NOT_RUN, ["no seed with lqe.npz for both GFLV1 and GFLV2"])
-    paper = PAPER["6"]
-    lines, verdicts = [], []
+    lines, diffs, draws = [], [], []
     for s in common:
         lqe_a, lqe_b = load_lqe(dumps[a][s]), load_lqe(dumps[b][s])
-        r = pcc_diff(lqe_a, lqe_b, seed=s)
-        verdicts.append(verdict(r["diff"], r["low"], r["high"]))
+        r = pcc_diff(lqe_a, lqe_b, n=n_boot, seed=s)
+        diffs.append(r["diff"])
+        draws.append(r["draws"])
         lines.append(
             f"seed {s}: PCC GFLV1 {pearson(lqe_a['joint'], lqe_a['iou']):.3f} (N = {len(lqe_a)}), "
             f"GFLV2 {pearson(lqe_b['joint'], lqe_b['iou']):.3f} (N = {len(lqe_b)}); "
-            f"difference {r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] → {verdicts[-1]}"
+            f"difference {r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] (positives bootstrap)"
         )
-    lines.append(f"paper: {paper[a]['PCC']:.3f} → {paper[b]['PCC']:.3f}")
-    return _section(title, _combine(verdicts), lines)
+    comp = Comparison.from_draws(common, np.array(diffs), np.stack(draws, axis=1))  # (R, S)
+    paper = f"paper: {PAPER['6'][a]['PCC']:.3f} → {PAPER['6'][b]['PCC']:.3f}"
+    lines = [comp.summary("PCC", 3), *lines, paper]
+    return _section(title, comp.verdict, lines)
 
 
 def claims(runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int = 200) -> str:
     """Markdown for ``results/<preset>/claims.md``; ``n_boot`` bootstrap resamples of the val
-    images per paired AP comparison."""
+    images (the same for every comparison) and of each run's val positives (PCC)."""
     check = Checker(runs_root, preset, ann_file, n_boot)
     t1, t2, t4 = ([e.name for e in table(t)] for t in ("1", "2", "4"))
     sections = [
@@ -173,14 +275,26 @@ def claims(runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int
         best_row(check, "Decomposed J = C x I beats the composed form (Table 4)", "4",
                  "t4_decomposed", [n for n in t4 if n.startswith("t4_composed")]),
         transplants(check),
-        pcc_claim(check),
+        pcc_claim(check, n_boot),
     ]  # fmt: skip
-    head = (
+    return "\n".join([header(preset, n_boot), *sections])
+
+
+def header(preset: str, n_boot: int) -> str:
+    return (
         f"# The paper's claims at preset `{preset}`\n\n"
-        "AP in percent on the preset's val set. Intervals: 95 % percentile bootstrap "
-        f"({n_boot} resamples of the val images, paired between the two runs of a seed). "
-        "They cover the val-image sample, not training noise; mean ± std over seeds is given "
-        'for that. A verdict over several seeds is "supported" or "contradicted" only when '
-        "every seed agrees.\n"
+        "AP in percent on the preset's val set; a claim is that the second row beats the first. "
+        "Per seed: the paired difference with a 95 % percentile bootstrap interval "
+        f"({n_boot} resamples of the val images, the same draws for both runs and every seed; "
+        "of the val positives for the PCC). Across seeds: a 95 % Student-t interval of the mean "
+        "difference, n − 1 degrees of freedom, whose squared standard error is the seed-to-seed "
+        "variance of the mean (s² / n) plus the bootstrap variance of the mean over the val "
+        "sample, so it holds training noise and the choice of val images. "
+        f'"supported" or "contradicted" needs at least {MIN_SEEDS} seeds and the interval '
+        f'entirely above or below 0; otherwise "within noise". With fewer seeds the claim says '
+        f'"{NOT_ENOUGH_SEEDS}" (training noise not measured) and gives its per-seed numbers. '
+        "A best-row claim compares the paper's winner with every rival row: a rival counts as "
+        "significantly better or worse when its Holm-adjusted p-value (over the table's rivals, "
+        "family-wise 5 %) is below 0.05; the claim is supported when the winner beats every "
+        "rival and contradicted when any rival beats it.\n"
     )
-    return "\n".join([head, *sections])

@@ -1,7 +1,9 @@
 """Statistics for the analysis: Pearson correlation, bootstrap intervals, a paired image-level
-bootstrap of COCO AP between two runs, and a verdict on a claim from an interval.
+bootstrap of COCO AP between two runs, the interval of a difference over training seeds, Holm's
+correction, and a verdict on a claim from an interval.
 
-Legend: N rows (samples), R bootstrap resamples, I val images, K categories, A = 4 area ranges.
+Legend: N rows (samples), R bootstrap resamples, I val images, K categories, A = 4 area ranges,
+S training seeds, m comparisons.
 """
 
 import contextlib
@@ -15,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 VERDICTS = ("supported", "within noise", "contradicted")
+NOT_ENOUGH_SEEDS = "not enough seeds"
+MIN_SEEDS = 3  # fewer seeds than this measure no training noise: no verdict is given
 
 
 class Matched(NamedTuple):
@@ -87,6 +91,62 @@ def verdict(diff: float, low: float, high: float) -> str:
     return "within noise"
 
 
+class SeedInterval(NamedTuple):
+    """A difference over training seeds: its mean, the ``level`` interval, the standard error,
+    the two-sided p-value of "the difference is 0", the seeds' sample std and their count."""
+
+    mean: float
+    low: float
+    high: float
+    se: float
+    p: float
+    std: float
+    n: int
+
+
+def seed_interval(diffs, sample_var: float = 0.0, level: float = 0.95) -> SeedInterval:
+    """Student-t interval of the mean of the per-seed differences ``diffs`` (S,), n - 1 degrees
+    of freedom. Its squared standard error is the seed-to-seed variance of the mean, s^2 / n,
+    plus ``sample_var``: the variance of the mean difference over resamples of the evaluation
+    sample (val images, or val positives for a PCC). With ``sample_var`` 0 this is the textbook
+    t-interval (scipy's ``stats.t.interval`` with ``scale`` = s / sqrt(n)); adding the sample
+    variance counts the seed-by-image part of the noise twice, which errs on the wide side."""
+    from scipy import stats as sps
+
+    d = np.asarray(diffs, dtype=np.float64)  # (S,)
+    if d.ndim != 1 or d.size < 2:
+        raise ValueError(f"seed_interval needs at least 2 seeds' differences, got {d.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    n, mean, std = d.size, float(d.mean()), float(d.std(ddof=1))
+    se = float(np.sqrt(std**2 / n + sample_var))
+    if se == 0:  # every seed gave the same difference and the sample does not vary
+        return SeedInterval(mean, mean, mean, 0.0, float(mean == 0), std, n)
+    half = float(sps.t.ppf(0.5 + level / 2, df=n - 1)) * se
+    p = float(2 * sps.t.sf(abs(mean) / se, df=n - 1))
+    return SeedInterval(mean, mean - half, mean + half, se, p, std, n)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (m,), in the input order: the i-th smallest p is
+    multiplied by m - i + 1 (i from 1), made non-decreasing along that order and capped at 1.
+    Rejecting where the adjusted p < alpha keeps the family-wise error rate at alpha."""
+    p = np.asarray(p_values, dtype=np.float64)  # (m,)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (len(p) - np.arange(len(p)))  # (m,)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def verdict_over_seeds(interval: SeedInterval) -> str:
+    """Verdict on ``diff > 0`` from the interval over seeds; with fewer than ``MIN_SEEDS`` the
+    training noise is not measured and no verdict is given."""
+    if interval.n < MIN_SEEDS:
+        return NOT_ENOUGH_SEEDS
+    return verdict(interval.mean, interval.low, interval.high)
+
+
 def paired_bootstrap_ap(
     ann_file: str | Path,
     dets_a: list[dict] | str | Path,
@@ -103,21 +163,39 @@ def paired_bootstrap_ap(
     match records, each image weighted by how often it was drawn (``weighted_ap``), which equals
     evaluating the drawn copies relabelled as separate images (checked in the tests).
     """
+    gt = load_gt(ann_file)
+    tables = (match_table(match(gt, dets_a)), match_table(match(gt, dets_b)))
+    weights = image_weights(tables[0].npig.shape[1], n, seed)  # (R, I)
+    diffs, draws = paired_ap_draws([tables], weights)  # (1,), (R, 1)
+    low, high = _percentiles(draws[:, 0], level)
+    return {"diff": float(diffs[0]), "low": low, "high": high}
+
+
+def load_gt(ann_file: str | Path):
+    """The COCO ground truth of ``ann_file`` (pycocotools' index, its prints silenced)."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
-    table_a, table_b = match_table(match(gt, dets_a)), match_table(match(gt, dets_b))
-    n_img = table_a.npig.shape[1]
-    ones = np.ones(n_img)
-    diff = weighted_ap(table_b, ones) - weighted_ap(table_a, ones)
+        return COCO(str(ann_file))
+
+
+def image_weights(n_img: int, n: int, seed: int = 0) -> np.ndarray:
+    """(R, I) counts: how often each val image is drawn in each of ``n`` bootstrap resamples
+    (I draws with replacement each)."""
     rng = np.random.default_rng(seed)
-    draws = np.empty(n)  # (R,)
-    for r in range(n):
-        counts = np.bincount(rng.integers(0, n_img, n_img), minlength=n_img).astype(float)  # (I,)
-        draws[r] = weighted_ap(table_b, counts) - weighted_ap(table_a, counts)
-    low, high = _percentiles(draws, level)
-    return {"diff": diff, "low": low, "high": high}
+    return np.stack([np.bincount(rng.integers(0, n_img, n_img), minlength=n_img)
+                     for _ in range(n)]).astype(float)  # fmt: skip
+
+
+def paired_ap_draws(pairs: list[tuple["MatchTable", "MatchTable"]],
+                    weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """AP(b) - AP(a) in percent for each (a, b) pair of runs evaluated on the same val images
+    (one pair per seed): on the full set (S,), and under each resample of ``weights`` (R, I),
+    the same draw of images for every pair (R, S), so the mean over seeds can be resampled too."""
+    ones = np.ones(weights.shape[1])
+    diffs = np.array([weighted_ap(b, ones) - weighted_ap(a, ones) for a, b in pairs])  # (S,)
+    draws = [[weighted_ap(b, w) - weighted_ap(a, w) for a, b in pairs] for w in weights]
+    return diffs, np.array(draws).reshape(len(weights), len(pairs))  # (R, S)
 
 
 class MatchTable(NamedTuple):

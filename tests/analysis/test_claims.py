@@ -1,0 +1,195 @@
+"""Claims over training seeds on hand-made run folders, and the statistics behind them.
+
+The val set is 400 images of 100 x 100 px with one 30 x 30 box each. A run's detections are the
+gt boxes, except on the images it "misses": there the box is 6 px off (IoU 720 / 1080 = 0.67, a
+true positive at 4 of COCO's 10 IoU thresholds only). So a run's AP falls with its number of
+missed images, and the difference between two runs has a known sign on every seed.
+"""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from gfl_repro.analysis.claims import Checker, Comparison, best_row, claims, gflv2_vs_gflv1
+from gfl_repro.analysis.stats import holm, seed_interval, verdict_over_seeds
+
+IMAGES = 400
+SCRIPTS = Path(__file__).parents[2] / "analysis"
+
+
+def _gt(path: Path) -> Path:
+    boxes = {i: [5 + (i * 7) % 60, 5 + (i * 13) % 60, 30, 30] for i in range(1, IMAGES + 1)}
+    coco = {
+        "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in boxes],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1, "bbox": b, "area": 900, "iscrowd": 0}
+            for i, b in boxes.items()
+        ],
+        "categories": [{"id": 1, "name": "square"}],
+    }
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def _run(root: Path, name: str, seed: int, missed: int) -> None:
+    """runs/mini/<name>/seed<seed>: the first ``missed`` images' boxes are 6 px off."""
+    gt = json.loads((root / "ann.json").read_text())["annotations"]
+    dets = [{"image_id": a["image_id"], "category_id": 1, "score": 0.9,
+             "bbox": [a["bbox"][0] + 6 * (a["image_id"] <= missed), *a["bbox"][1:]]}
+            for a in gt]  # fmt: skip
+    run = root / "runs" / "mini" / name / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "env.json").write_text(json.dumps({"preset": "mini", "experiment": name, "seed": seed,
+                                              "git_commit": "0123456789abcdef"}))  # fmt: skip
+    (run / "detections.json").write_text(json.dumps(dets))
+    (run / "metrics.json").write_text(json.dumps({"AP": 1 - missed * 0.6 / IMAGES}))
+
+
+def _root(tmp_path: Path, missed: dict[str, list[int]]) -> Path:
+    """Run folders for each row: ``missed[row][s]`` missed images at seed s."""
+    _gt(tmp_path / "ann.json")
+    for name, per_seed in missed.items():
+        for seed, m in enumerate(per_seed):
+            _run(tmp_path, name, seed, m)
+    return tmp_path
+
+
+def _main_claim(root: Path) -> str:
+    return gflv2_vs_gflv1(Checker(root / "runs", "mini", root / "ann.json", n_boot=100))
+
+
+def test_one_seed_measures_no_training_noise(tmp_path):
+    text = _main_claim(_root(tmp_path, {"gflv1": [200], "gflv2": [0]}))
+    assert "**not enough seeds**" in text
+    assert "1 seed: training noise not measured" in text
+    assert "seed 0: +" in text  # the per-seed number is still printed
+    assert "supported" not in text and "contradicted" not in text
+
+
+def test_two_seeds_measure_no_training_noise_either(tmp_path):
+    text = _main_claim(_root(tmp_path, {"gflv1": [200, 220], "gflv2": [0, 10]}))
+    assert "**not enough seeds**" in text and "2 seeds: training noise not measured" in text
+
+
+def test_three_consistent_seeds_support_the_claim(tmp_path):
+    text = _main_claim(_root(tmp_path, {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0]}))
+    assert "## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**" in text
+    assert "over 3 seeds" in text and "(t, 2 df" in text
+    # Swapped rows: the same evidence contradicts the claim.
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    text = _main_claim(_root(swapped, {"gflv1": [0, 10, 0], "gflv2": [200, 160, 240]}))
+    assert "**contradicted**" in text
+
+
+def test_three_seeds_whose_differences_change_sign_are_within_noise(tmp_path):
+    text = _main_claim(_root(tmp_path, {"gflv1": [200, 0, 200], "gflv2": [0, 200, 0]}))
+    assert "**within noise**" in text
+    lines = [line for line in text.splitlines() if line.startswith("- seed ")]
+    signs = {line.split(": ")[1][0] for line in lines}
+    assert signs == {"+", "-"}  # the per-seed differences do change sign
+
+
+def test_best_row_with_equal_rows_is_never_contradicted(tmp_path):
+    # Every row of Table 1 has the same three APs over its seeds, in another order.
+    orders = [
+        [100, 150, 200],
+        [150, 200, 100],
+        [200, 100, 150],
+        [150, 100, 200],
+        [100, 200, 150],
+        [200, 150, 100],
+    ]
+    names = ["t1_topk", "t1_mean", "t1_var", "gflv2", "t1_topk_var", "t1_topk_mean_var"]
+    root = _root(tmp_path, dict(zip(names, orders, strict=True)))
+    check = Checker(root / "runs", "mini", root / "ann.json", n_boot=100)
+    rows = ["t1_topk", "t1_mean", "t1_var", "t1_topk_mean", "t1_topk_var", "t1_topk_mean_var"]
+    text = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    assert "**within noise**" in text and "contradicted" not in text
+    assert "against 5 rivals" in text and "indistinguishable from 5" in text
+
+
+def test_best_row_counts_significant_rivals(tmp_path):
+    # The winner (gflv2) misses no image; t1_mean misses half of them on every seed (clearly
+    # worse, significant even after Holm over 5 rivals with 2 df); the rest tie with the winner
+    # on two seeds and lose on one, or tie on all three.
+    missed = {"gflv2": [0, 0, 0], "t1_mean": [200, 204, 196], "t1_topk": [0, 40, 0],
+              "t1_var": [40, 0, 0], "t1_topk_var": [0, 0, 40],
+              "t1_topk_mean_var": [0, 0, 0]}  # fmt: skip
+    root = _root(tmp_path, missed)
+    check = Checker(root / "runs", "mini", root / "ann.json", n_boot=100)
+    rows = ["t1_topk", "t1_mean", "t1_var", "t1_topk_mean", "t1_topk_var", "t1_topk_mean_var"]
+    text = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    assert "significantly better than 1, worse than 0, indistinguishable from 4" in text
+    assert "**within noise**" in text
+
+
+def test_claims_file_names_the_method_and_every_claim(tmp_path):
+    root = _root(tmp_path, {"gflv1": [200], "gflv2": [0]})
+    text = claims(root / "runs", "mini", root / "ann.json", n_boot=20)
+    assert "Student-t interval" in text and "Holm" in text
+    assert text.count("**not run yet**") >= 4  # Tables 1, 2, 4 and 6 have no runs here
+
+
+def test_seed_interval_equals_scipy_t_interval():
+    diffs = np.array([1.2, 0.4, 2.0, 0.9, 1.5])  # (S,)
+    got = seed_interval(diffs)
+    low, high = sps.t.interval(0.95, df=4, loc=diffs.mean(), scale=sps.sem(diffs))
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.p == pytest.approx(sps.ttest_1samp(diffs, 0.0).pvalue, abs=1e-12)
+    assert got.std == pytest.approx(np.std(diffs, ddof=1)) and got.n == 5
+    # By hand: mean 1.2, s^2 = 0.365, s^2 / n = 0.073; plus a sample variance of 0.027 the
+    # standard error is sqrt(0.1) and the half-width t(0.975, 4) * sqrt(0.1) = 2.776445 * 0.316228
+    # = 0.877989.
+    wide = seed_interval(diffs, sample_var=0.027)
+    assert wide.se == pytest.approx(np.sqrt(0.1))
+    assert (wide.low, wide.high) == pytest.approx((1.2 - 0.877989, 1.2 + 0.877989), abs=1e-5)
+
+
+def test_seed_interval_without_spread_and_verdicts():
+    same = seed_interval([0.5, 0.5, 0.5])
+    assert (same.low, same.high, same.p) == (0.5, 0.5, 0.0)
+    assert verdict_over_seeds(same) == "supported"
+    assert verdict_over_seeds(seed_interval([-0.5, -0.5, -0.5])) == "contradicted"
+    assert verdict_over_seeds(seed_interval([0.5, 0.6])) == "not enough seeds"
+    with pytest.raises(ValueError, match="at least 2"):
+        seed_interval([1.0])
+
+
+def test_holm_by_hand():
+    # p sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.5 (x1 = 0.5).
+    np.testing.assert_allclose(holm([0.03, 0.5, 0.01, 0.02]), [0.06, 0.5, 0.04, 0.06])
+    # Monotone: a larger p never gets a smaller adjusted p; capped at 1.
+    np.testing.assert_allclose(holm([0.04, 0.04, 0.9]), [0.12, 0.12, 0.9])
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])  # 1.2 and max(1.2, 0.7), capped
+
+
+def test_comparison_interval_holds_the_val_sample_variance():
+    diffs = np.array([1.0, 1.2, 0.8])  # (S,)
+    draws = diffs + np.array([[-1.0], [1.0], [-1.0], [1.0]])  # (R, S): the mean moves by +-1
+    comp = Comparison.from_draws([0, 1, 2], diffs, draws)
+    assert comp.interval.se == pytest.approx(np.sqrt(0.04 / 3 + 4 / 3))  # var of +-1 over 4
+    assert comp.verdict == "within noise"  # 1.0 +- 4.30 * 1.16
+
+
+def test_main_result_per_seed_table_and_verdict(tmp_path, monkeypatch, capsys):
+    root = _root(tmp_path, {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0], "t1_mean": [5]})
+    argv = ["main_result.py", "--runs", str(root / "runs"), "--results", str(root / "results"),
+            "--ann-file", str(root / "ann.json"), "--boot", "50"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SCRIPTS / "main_result.py"), run_name="__main__")
+    text = (root / "results" / "mini" / "main.md").read_text()
+    # metrics.json AP: 1 - missed * 0.6 / 400, so GFLV1 70.0, 76.0, 64.0 and GFLV2 100, 98.5, 100;
+    # differences 30, 22.5, 36: mean 29.5, std sqrt((0.25 + 49 + 42.25) / 2) = 6.76.
+    assert "| 0 | 70.0 | 100.0 | +30.00 |" in text and "| 1 | 76.0 | 98.5 | +22.50 |" in text
+    assert "| mean ± std (3 seeds) | 70.00 ± 6.00 | 99.50 ± 0.87 | +29.50 ± 6.76 |" in text
+    assert "### GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**" in text
+    assert "Runs: 6 complete, from commit(s) 0123456, written on " in text
+    seeds = (root / "results" / "mini" / "main_seeds.csv").read_text().splitlines()
+    assert seeds[0] == "seed,gflv1,gflv2,diff" and len(seeds) == 4
