@@ -15,13 +15,9 @@ import pandas as pd
 from gfl_repro.analysis import examples, figures
 from gfl_repro.analysis.claims import claims
 from gfl_repro.analysis.lqe import load_lqe
-from gfl_repro.analysis.runs import collect_runs
+from gfl_repro.analysis.runs import collect_runs, val_annotations
 from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.io import atomic_write_text
-
-ANN_FILES = {"mini": "data/mini/annotations/instances_val.json",
-             "coco-1x": "data/coco/annotations/instances_val2017.json",
-             "coco-2x-ms": "data/coco/annotations/instances_val2017.json"}  # fmt: skip
 
 
 def first_dump(runs_dir: Path, experiment: str) -> Path | None:
@@ -98,7 +94,7 @@ def main() -> None:
     found, reasons = example_figures(runs_dir, out, args.example_images)
     written, skipped = written + found, skipped + reasons
 
-    ann_file = args.ann_file or Path(ANN_FILES[args.preset])
+    ann_file = args.ann_file or val_annotations(runs_dir)
     markdown = claims(args.runs, args.preset, ann_file, n_boot=args.boot)
     claims_path = args.results / args.preset / "claims.md"
     claims_path.parent.mkdir(parents=True, exist_ok=True)

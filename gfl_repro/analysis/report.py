@@ -17,7 +17,8 @@ def _cell(value: float, digits: int = 1) -> str:
 
 
 def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str = "") -> str:
-    """One row per experiment; per metric: ours (± std over seeds), the paper's, the difference."""
+    """One row per experiment; per metric: ours (mean ± std over n seeds), the paper's, the
+    difference. "seeds" counts the row's complete seeds; n those behind each cell."""
     head = ["experiment", "seeds"] + [f"{m} ours | {m} paper | {m} Δ" for m in metrics]
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * (2 + 3 * len(metrics))]  # fmt: skip
@@ -26,9 +27,11 @@ def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str =
         for m in metrics:
             digits = 3 if m == "PCC" else 1
             ours = _cell(r[m], digits)
-            std = r.get(f"{m}_std")
+            std, n = r.get(f"{m}_std"), r.get(f"{m}_n", 0)
             if not _missing(std):
-                ours += f" ± {std:.2f}"
+                ours += f" ± {std:.{digits + 1}f}"
+            if n:
+                ours += f" (n={n})"
             interval = r.get(f"{m}_ci")
             if isinstance(interval, str) and interval:
                 ours += f" {interval}"

@@ -1,6 +1,7 @@
 """Read run folders into one table. Analysis reads only run folders, never live models."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,31 @@ def pcc_intervals(runs: pd.DataFrame, n: int = 1000) -> str:
     return "; ".join(out)
 
 
+def val_annotations(runs_dir: str | Path) -> Path | None:
+    """The val annotation file that the first run folder under ``runs_dir`` was evaluated on
+    (from its saved config), or None without any run folder."""
+    from gfl_repro.engine.data import dataset_paths
+    from gfl_repro.engine.runs import load_run_config
+
+    configs = sorted(Path(runs_dir).glob("*/seed*/config.json"))
+    return dataset_paths(load_run_config(configs[0].parent).data, "val")[0] if configs else None
+
+
+def provenance(runs: pd.DataFrame) -> dict:
+    """Where the complete runs of ``runs`` come from: their git commits, the UTC dates their
+    metrics were written, and their recorded device-hours (training, LQE dump, evaluation)."""
+    from gfl_repro.engine.runs import recorded_seconds
+
+    done = [Path(r) for r in runs.loc[runs["complete"], "run"]]
+    commits = sorted({_read(r / "env.json").get("git_commit", "unknown") for r in done})
+    stamps = [(r / "metrics.json").stat().st_mtime for r in done]
+    dates = sorted({time.strftime("%Y-%m-%d", time.gmtime(t)) for t in stamps})
+    seconds = [recorded_seconds(r) for r in done]
+    hours = sum(s for s in seconds if s is not None) / 3600
+    return {"runs": len(done), "commits": commits, "dates": dates, "hours": hours,
+            "untimed": sum(s is None for s in seconds)}  # fmt: skip
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -72,7 +98,7 @@ def compare_with_paper(
     rows: list[str] | list[tuple[str, str]],
     columns: tuple[str, ...] = METRICS,
 ) -> pd.DataFrame:
-    """Per row: ours (mean and std over complete seeds), the paper's value, the difference.
+    """Per row: ours (mean, std and number of complete seeds), the paper's value, the difference.
 
     ``rows`` are experiment names, or (row name, run name) pairs when rows share a run folder.
     A row whose runs are not all complete is shown as missing (NaN), never filled in; so is a
@@ -93,6 +119,7 @@ def compare_with_paper(
             row[m] = round(mean, digits) if have else nan
             std = round(done[m].std(ddof=1), digits + 1) if have and len(done) > 1 else nan
             row[f"{m}_std"] = std
+            row[f"{m}_n"] = len(done) if have else 0  # the seeds behind the cell
             row[f"{m}_paper"] = paper.get(row_name, {}).get(m, nan)
             row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], digits) if have else nan
         out.append(row)

@@ -29,10 +29,11 @@ def test_compare_with_paper_means_stds_and_missing(tmp_path):
     assert math.isclose(table.loc["gflv2", "AP"], 31.0)
     assert math.isclose(table.loc["gflv2", "AP_std"], round(math.sqrt(2.0), 2))  # 30, 32 -> 1.41
     assert math.isclose(table.loc["gflv2", "AP_diff"], -10.1)
+    assert table.loc["gflv2", "AP_n"] == 2 and table.loc["gflv1", "AP_n"] == 0
     assert math.isnan(table.loc["gflv1", "AP"]) and math.isnan(table.loc["gflv1", "AP_diff"])
     md = to_markdown(table.reset_index(), ["AP"], "t")
     assert "| gflv1 | 1 | missing | 40.2 | missing |" in md
-    assert "| gflv2 | 2 | 31.0 ± 1.41 | 41.1 | -10.1 |" in md
+    assert "| gflv2 | 2 | 31.0 ± 1.41 (n=2) | 41.1 | -10.1 |" in md
 
 
 def test_table6_shows_each_seeds_pcc_interval(tmp_path):
@@ -48,6 +49,7 @@ def test_table6_shows_each_seeds_pcc_interval(tmp_path):
     np.savez(tmp_path / "mini" / "gflv2" / "seed0" / "lqe.npz", joint=joint, iou=iou)
     _, _, md = paper_table("6", "mini", tmp_path, tmp_path / "results")
     ci = bootstrap_ci(joint, iou, n=1000)
-    expected = f"{np.corrcoef(joint, iou)[0, 1]:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
-    assert f"| t6_gflv2 | 1 | 30.0 | 41.1 | -11.1 | missing | 19.4 | missing | {expected} |" in md
+    expected = f"{np.corrcoef(joint, iou)[0, 1]:.3f} (n=1) [{ci.low:.3f}, {ci.high:.3f}]"
+    row = f"| t6_gflv2 | 1 | 30.0 (n=1) | 41.1 | -11.1 | missing | 19.4 | missing | {expected} |"
+    assert row in md
     assert ci.low < ci.value < ci.high
