@@ -15,6 +15,7 @@ from experiments.paper import R50_1X
 from gfl_repro.analysis.claims import Checker, gflv2_vs_gflv1
 from gfl_repro.analysis.report import to_markdown, write_table
 from gfl_repro.analysis.runs import (
+    DIAGNOSTICS,
     METRICS,
     collect_runs,
     compare_with_paper,
@@ -53,6 +54,25 @@ def per_seed_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def diagnostics_markdown(runs: pd.DataFrame) -> str:
+    """Class-agnostic AP and TIDE's dAP50 per error type of each model, mean ± std over seeds."""
+    table = compare_with_paper(runs, {}, list(PAIR), DIAGNOSTICS)
+    if table[list(DIAGNOSTICS)].isna().all().all():
+        return "No diagnostics.json in these runs yet: `gfl-repro diagnose RUN_DIR ...`.\n"
+    head = ["model", *DIAGNOSTICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [f"{r[c]:.1f} ± {r[c + '_std']:.2f} (n={r[c + '_n']})" if r[c + "_n"] > 1
+                 else f"{r[c]:.1f} (n={r[c + '_n']})" if r[c + "_n"] else "missing"
+                 for c in DIAGNOSTICS]  # fmt: skip
+        lines.append(f"| {r['experiment']} | " + " | ".join(cells) + " |")
+    note = ("AP_agnostic: COCO AP with classes ignored in the matching. dAP_*: AP50 points an "
+            "oracle fixing only that TIDE error type would add (cls: right box, wrong class; loc: "
+            "right class, 0.1 <= IoU < 0.5; both; dupe: duplicate; bkg: background; miss: "
+            "missed gt).")  # fmt: skip
+    return "\n".join([*lines, "", note]) + "\n"
+
+
 def origin(runs: pd.DataFrame) -> str:
     p = provenance(runs[runs["experiment"].isin(PAIR)])
     untimed = f" ({p['untimed']} run(s) did not record it)" if p["untimed"] else ""
@@ -82,6 +102,7 @@ def main() -> None:
         ann_file = args.ann_file or val_annotations(args.runs / args.preset)
         claim = gflv2_vs_gflv1(Checker(args.runs, args.preset, ann_file, args.boot))
         markdown += "\n".join(["", "### Per seed", "", per_seed_markdown(seeds),
+                               "### Diagnostics", "", diagnostics_markdown(runs),
                                "#" + claim, origin(runs)])  # fmt: skip
     csv_path, md_path = write_table(table, args.results / args.preset, "main", markdown)
     seeds_path = args.results / args.preset / "main_seeds.csv"

@@ -186,6 +186,24 @@ def _lqe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.diagnostics import diagnose, summary_columns
+    from gfl_repro.engine.runs import read_json
+    from gfl_repro.io import atomic_write_json
+
+    for run in args.run_dirs:
+        path = run / "diagnostics.json"
+        if path.is_file() and not args.force:
+            print(f"{path}: exists (--force to redo)")
+            continue
+        ann_file = read_json(run / "metrics.json")["ann_file"]  # what the run was evaluated on
+        out = diagnose(ann_file, run / "detections.json")
+        atomic_write_json(path, out)
+        cells = ", ".join(f"{k} {v:.1f}" for k, v in summary_columns(out).items())
+        print(f"{path}: {cells} ({out['seconds']:.0f} s)")
+    return 0
+
+
 def _experiments(args: argparse.Namespace) -> int:
     from experiments.registry import EXPERIMENTS
 
@@ -256,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--protocol", choices=["positives", "detections"], default="positives")
     p.set_defaults(func=_lqe)
+
+    p = sub.add_parser(
+        "diagnose", help="class-agnostic AP and TIDE errors of complete runs: diagnostics.json"
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--force", action="store_true", help="redo runs that have diagnostics.json")
+    p.set_defaults(func=_diagnose)
 
     p = sub.add_parser(
         "bench-model", help="time training steps and inference of run folders (Table 8, Fig. 6)"

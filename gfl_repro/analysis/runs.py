@@ -8,17 +8,21 @@ import numpy as np
 import pandas as pd
 
 from gfl_repro.analysis.stats import bootstrap_ci, pearson
+from gfl_repro.engine.diagnostics import summary_columns
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # column: bench_model.json key ("FPS" in Tables 3-6, "Inference FPS" in Table 8)
 SPEED = {"Training Hours": "training_hours", "Inference FPS": "fps", "FPS": "fps"}
+# diagnostics.json: class-agnostic AP and TIDE's dAP50 per error type, in percent
+DIAGNOSTICS = ("AP_agnostic", "AP50_agnostic", "AP75_agnostic", "dAP_cls", "dAP_loc", "dAP_both",
+               "dAP_dupe", "dAP_bkg", "dAP_miss")  # fmt: skip
 
 
 def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per run folder (any folder holding config.json): preset, experiment, seed, run
     path, complete, the COCO metrics in percent when the run is complete, the PCC of its LQE dump,
-    and the speed columns (Table 8's "Training Hours" and "Inference FPS", Tables 3-6's "FPS") from
-    its bench_model.json (NaN without)."""
+    the speed columns (Table 8's "Training Hours" and "Inference FPS", Tables 3-6's "FPS") from
+    its bench_model.json, and the diagnostics from its diagnostics.json (NaN without)."""
     rows = []
     for config in sorted(Path(root).glob("**/config.json")):
         run = config.parent
@@ -33,10 +37,12 @@ def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
         }
         row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
         row["PCC"] = _pcc(run)
+        row.update(summary_columns(_read(run / "diagnostics.json")))  # gfl-repro diagnose
         bench = _read(run / "bench_model.json")  # gfl-repro bench-model
         row.update({column: bench.get(key, float("nan")) for column, key in SPEED.items()})
         rows.append(row)
-    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC", *SPEED]
+    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC", *SPEED,
+               *DIAGNOSTICS]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -64,13 +70,10 @@ def pcc_intervals(runs: pd.DataFrame, n: int = 1000) -> str:
 
 
 def val_annotations(runs_dir: str | Path) -> Path | None:
-    """The val annotation file that the first run folder under ``runs_dir`` was evaluated on
-    (from its saved config), or None without any run folder."""
-    from gfl_repro.engine.data import dataset_paths
-    from gfl_repro.engine.runs import load_run_config
-
-    configs = sorted(Path(runs_dir).glob("*/seed*/config.json"))
-    return dataset_paths(load_run_config(configs[0].parent).data, "val")[0] if configs else None
+    """The val annotation file that the first complete run under ``runs_dir`` was evaluated on
+    (metrics.json records it), or None without any complete run."""
+    done = sorted(Path(runs_dir).glob("*/seed*/metrics.json"))
+    return Path(_read(done[0])["ann_file"]) if done else None
 
 
 def provenance(runs: pd.DataFrame) -> dict:

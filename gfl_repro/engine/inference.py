@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from gfl_repro.engine.diagnostics import diagnose
 from gfl_repro.engine.distributed import DistInfo, all_gather_objects
 from gfl_repro.engine.evaluation import evaluate, to_coco_results
 from gfl_repro.io import atomic_write_json, atomic_write_text
@@ -35,8 +36,9 @@ def evaluate_run(
     record: dict | None = None,
 ) -> dict | None:  # fmt: skip
     """Predict on the val loader (sharded over processes), then on rank 0 evaluate and, for the
-    final evaluation, write detections.json, per_class_ap.csv and, last, metrics.json (the
-    metrics, the evaluation's seconds and ``record``)."""
+    final evaluation, write detections.json, per_class_ap.csv, diagnostics.json (class-agnostic
+    AP, TIDE errors) and, last, metrics.json (the metrics, the evaluation's seconds and
+    ``record``)."""
     tic = time.perf_counter()
     parts = all_gather_objects(predict_loader(model, loader, dist.device))
     if not dist.is_main:
@@ -49,6 +51,7 @@ def evaluate_run(
     log.info("val: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({seconds:.0f} s)")
     if write_detections:
         atomic_write_text(Path(run_dir) / "detections.json", json.dumps(detections))
+        atomic_write_json(Path(run_dir) / "diagnostics.json", diagnose(ann_file, detections))
         saved = {**metrics, "ann_file": str(ann_file), "images": len(loader.dataset),
                  "eval_seconds": round(seconds, 2), **(record or {})}  # fmt: skip
         atomic_write_json(Path(run_dir) / "metrics.json", saved)  # last: marks the run complete

@@ -189,6 +189,7 @@ def test_main_result_per_seed_table_and_verdict(tmp_path, monkeypatch, capsys):
     # differences 30, 22.5, 36: mean 29.5, std sqrt((0.25 + 49 + 42.25) / 2) = 6.76.
     assert "| 0 | 70.0 | 100.0 | +30.00 |" in text and "| 1 | 76.0 | 98.5 | +22.50 |" in text
     assert "| mean ± std (3 seeds) | 70.00 ± 6.00 | 99.50 ± 0.87 | +29.50 ± 6.76 |" in text
+    assert "No diagnostics.json in these runs yet" in text
     assert "### GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**" in text
     assert "Runs: 6 complete, from commit(s) 0123456, written on " in text
     seeds = (root / "results" / "mini" / "main_seeds.csv").read_text().splitlines()

@@ -53,3 +53,22 @@ def test_table6_shows_each_seeds_pcc_interval(tmp_path):
     row = f"| t6_gflv2 | 1 | 30.0 (n=1) | 41.1 | -11.1 | missing | 19.4 | missing | {expected} |"
     assert row in md
     assert ci.low < ci.value < ci.high
+
+
+def test_diagnostics_columns_from_the_run_folder(tmp_path):
+    _run(tmp_path, "gflv2", 0, 0.30)
+    _run(tmp_path, "gflv2", 1, 0.32)
+    dap = {"cls": 4.0, "loc": 2.0, "both": 0.5, "dupe": 0.1, "bkg": 1.0, "miss": 3.0}
+    for seed, agnostic in ((0, 0.40), (1, 0.44)):
+        diagnostics = {"AP_agnostic": agnostic, "AP50_agnostic": 0.6, "AP75_agnostic": 0.4,
+                       "tide": {"dAP": {k: v + seed for k, v in dap.items()}}}  # fmt: skip
+        path = tmp_path / "mini" / "gflv2" / f"seed{seed}" / "diagnostics.json"
+        path.write_text(json.dumps(diagnostics))
+    _run(tmp_path, "gflv1", 0, 0.28)  # no diagnostics.json: its columns are NaN
+    runs = collect_runs(tmp_path).set_index(["experiment", "seed"])
+    assert math.isclose(runs.loc[("gflv2", 1), "AP_agnostic"], 44.0)
+    assert math.isclose(runs.loc[("gflv2", 1), "dAP_cls"], 5.0)
+    assert math.isnan(runs.loc[("gflv1", 0), "AP_agnostic"])
+    table = compare_with_paper(runs.reset_index(), {}, ["gflv2"], ("AP_agnostic", "dAP_miss"))
+    assert math.isclose(table.loc[0, "AP_agnostic"], 42.0) and table.loc[0, "AP_agnostic_n"] == 2
+    assert math.isclose(table.loc[0, "dAP_miss"], 3.5)

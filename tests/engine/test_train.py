@@ -152,7 +152,10 @@ def test_a_run_is_complete_only_when_its_metrics_file_exists(tiny_root, tmp_path
     assert is_complete(run)
     names = {p.name for p in run.iterdir()}
     expected = {"config.json", "env.json", "metrics.jsonl", "detections.json", "iter_3.pth"}
-    assert expected | {"lqe.npz"} <= names
+    assert expected | {"lqe.npz", "diagnostics.json"} <= names
+    diagnostics = json.loads((run / "diagnostics.json").read_text())
+    assert 0 <= diagnostics["AP_agnostic"] <= 1 and set(diagnostics["tide"]["dAP"]) == {
+        "cls", "loc", "both", "dupe", "bkg", "miss"}  # fmt: skip
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["AP"] == metrics["AP"] and 0 <= saved["AP"] <= 1
     parts = [saved["train_seconds"], saved["lqe_seconds"], saved["eval_seconds"]]
