@@ -83,6 +83,11 @@ def main() -> None:
     else:
         skipped.append("fig8: needs metrics.jsonl of both gflv1 and gflv2")
 
+    try:  # runs trained with runtime.lqe_every_epoch=true
+        written += figures.fig_lqe_training(curves, out)
+    except ValueError as err:
+        skipped.append(f"lqe_over_training: {err}")
+
     bench = args.results / args.preset / "bench_model.csv"
     table = None
     if bench.is_file():

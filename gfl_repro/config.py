@@ -182,6 +182,9 @@ class RuntimeConfig:
     checkpoint_every: int = 0  # iterations between checkpoints (0 = once per epoch)
     keep_checkpoints: int = 2
     eval_every_epoch: bool = False
+    # At every epoch's checkpoint, the LQE summary of the val positives (PCC of J and of I with
+    # the IoU, mean and std of I and J) as a "lqe" line of metrics.jsonl; GFL heads only.
+    lqe_every_epoch: bool = False
     tensorboard: bool = True
     # The LQE dump written at the end of training (lqe.npz, for Table 6 and Figs. 1b/9):
     # "positives" (every val positive of the model's own assigner, as the authors measured),

@@ -178,6 +178,51 @@ def fig8(runs: dict[str, list[Path]], out_dir: str | Path) -> list[Path]:
     return save(fig, table, out_dir, "fig8_lqe_loss")
 
 
+# --- LQE over training (runtime.lqe_every_epoch) ----------------------------------------------
+
+
+LQE_COLUMNS = ("pcc_joint", "pcc_quality", "quality_mean", "quality_std", "joint_mean",
+               "joint_std", "samples")  # fmt: skip
+
+
+def lqe_over_training(runs: dict[str, list[Path]]) -> pd.DataFrame:
+    """The "lqe" lines of each run's metrics.jsonl: one row per experiment, run and logged
+    checkpoint, columns experiment, run, iter, epoch and ``LQE_COLUMNS``."""
+    rows = []
+    for experiment, dirs in runs.items():
+        for run in dirs:
+            lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+            rows += [{"experiment": experiment, "run": str(run), **d}
+                     for d in map(json.loads, lines) if d.get("mode") == "lqe"]  # fmt: skip
+    columns = ["experiment", "run", "iter", "epoch", *LQE_COLUMNS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def fig_lqe_training(runs: dict[str, list[Path]], out_dir: str | Path) -> list[Path]:
+    """LQE during training: PCC of J and of I with the IoU over the val positives at each
+    logged checkpoint (left), and the mean of I and J with a band of one std (right); one line
+    per run."""
+    table = lqe_over_training(runs)
+    if table.empty:
+        raise ValueError("no run logged LQE during training (runtime.lqe_every_epoch=true)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for (experiment, run), rows in table.groupby(["experiment", "run"], sort=False):
+        label = f"{experiment} {Path(run).name}"
+        left.plot(rows["iter"], rows["pcc_joint"], marker="o", label=f"{label}: J")
+        if rows["pcc_quality"].notna().any():
+            left.plot(rows["iter"], rows["pcc_quality"], marker="s", ls="--", label=f"{label}: I")
+        for col, ls in (("joint", "-"), ("quality", "--")):
+            if rows[f"{col}_mean"].notna().any():
+                mean, std = rows[f"{col}_mean"], rows[f"{col}_std"]
+                right.plot(rows["iter"], mean, ls=ls, label=f"{label}: {col}")
+                right.fill_between(rows["iter"], mean - std, mean + std, alpha=0.2)
+    left.set(xlabel="iteration", ylabel="PCC with the IoU", title="LQE over training")
+    right.set(xlabel="iteration", ylabel="value at val positives", title="I and J (mean ± std)")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    return save(fig, table, out_dir, "lqe_over_training")
+
+
 # --- Fig. 6: speed-accuracy ---------------------------------------------------------------------
 
 

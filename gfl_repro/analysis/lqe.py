@@ -161,6 +161,21 @@ def _topk_columns(head: GFLHead, reg: Tensor, nan: Tensor) -> dict[str, Tensor]:
     return cols
 
 
+def lqe_summary(frame: pd.DataFrame) -> dict[str, float]:
+    """The LQE of a dump in a few numbers: the PCC of the joint score J and of the quality I
+    with the IoU, and the mean and std of I, J and the IoU over its samples (NaN where a column
+    is NaN, e.g. I without a quality branch)."""
+    from gfl_repro.analysis.stats import pearson
+
+    out = {"samples": len(frame), "pcc_joint": pearson(frame["joint"], frame["iou"]),
+           "pcc_quality": pearson(frame["quality"], frame["iou"])}  # fmt: skip
+    for col in ("quality", "joint", "iou"):
+        values = frame[col].to_numpy(dtype=np.float64)  # (S,)
+        out[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")
+        out[f"{col}_std"] = float(values.std()) if len(values) else float("nan")
+    return out
+
+
 def save_lqe(df: pd.DataFrame, run_dir: str | Path, name: str = "lqe") -> Path:
     """``run_dir/<name>.npz``, one array per column (pyarrow is not a dependency)."""
     path = Path(run_dir) / f"{name}.npz"

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gfl_repro.analysis.lqe import lqe_dump, save_lqe
+from gfl_repro.analysis.lqe import lqe_dump, lqe_summary, save_lqe
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine import checkpoint as ckpt
 from gfl_repro.engine.data import ensure_dataset, train_loader, val_loader
@@ -213,6 +213,8 @@ class Trainer:
                     break
                 tic = time.perf_counter()
             self.save()
+            if self.cfg.runtime.lqe_every_epoch:
+                self.log_lqe(epoch)
             if self.cfg.runtime.eval_every_epoch and self.iteration < sched.total_iters:
                 self.evaluate(final=False)
 
@@ -229,6 +231,22 @@ class Trainer:
                  self.schedule.total_iters, record["lr"], losses, record["time"],
                  record["data_time"])  # fmt: skip
         window.reset()
+
+    def log_lqe(self, epoch: int) -> None:
+        """The LQE summary of the val positives at this checkpoint, as a "lqe" metrics line
+        (rank 0, GFL heads); the model goes back to training with its trainable set intact."""
+        if not self.dist.is_main or not isinstance(self.model.head, GFLHead):
+            return
+        trainable = [p.requires_grad for p in self.model.parameters()]
+        loader = val_loader(self.cfg.data, DistInfo(device=self.dist.device))
+        summary = lqe_summary(lqe_dump(self.model, loader, self.dist.device, "positives"))
+        for p, flag in zip(self.model.parameters(), trainable, strict=True):
+            p.requires_grad_(flag)
+        self.model.train()
+        self.metrics.write({"mode": "lqe", "iter": self.iteration, "epoch": epoch, **summary})
+        log.info("LQE at iter %d: PCC(J, IoU) %.3f, PCC(I, IoU) %.3f, I %.3f ± %.3f",
+                 self.iteration, summary["pcc_joint"], summary["pcc_quality"],
+                 summary["quality_mean"], summary["quality_std"])  # fmt: skip
 
     def dump_lqe(self) -> float:
         """lqe.npz (or lqe_detections.npz) in the run folder: the LQE analysis reads it.

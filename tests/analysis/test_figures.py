@@ -56,6 +56,11 @@ def _run(root: Path, exp: str, seed: int, rng: np.random.Generator) -> None:
               "loss_qfl": base + 0.3 * np.exp(-it / 50) + rng.normal(0, 0.02)}
              for it in range(10, 210, 10)]  # fmt: skip
     lines.append({"mode": "val", "iter": 200, "AP": 0.3})
+    quality = 0.3 if exp == "gflv2" else None  # GFLV1 has no I: its values are NaN
+    lines += [{"mode": "lqe", "iter": it, "epoch": it // 100 - 1, "samples": 50,
+               "pcc_joint": 0.4 + it / 1000, "pcc_quality": quality and 0.5 + it / 1000,
+               "quality_mean": quality, "quality_std": quality and 0.1, "joint_mean": 0.2,
+               "joint_std": 0.05} for it in (100, 200)]  # fmt: skip
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(d) for d in lines) + "\n")
     ap = 0.5 if exp == "gflv2" else 0.3
     (run / "metrics.json").write_text(json.dumps({"AP": ap + 0.01 * seed, "AP50": ap}))
@@ -94,6 +99,18 @@ def test_every_figure_writes_png_pdf_csv(fixture, tmp_path):
     table = pd.DataFrame({"experiment": ["gflv1", "gflv2"], "AP": [30.0, 50.0],
                           "fps": [20.0, 19.0], "ms": [50.0, 52.6]})  # fmt: skip
     _check(figures.fig6(table, tmp_path))
+
+
+def test_lqe_over_training_from_metrics_lines(fixture, tmp_path):
+    runs = {e: sorted((fixture / "runs" / "mini" / e).glob("seed*")) for e in ("gflv1", "gflv2")}
+    table = figures.lqe_over_training(runs)
+    assert len(table) == 2 * 2 * 2  # experiments x seeds x logged checkpoints
+    v2 = table[(table["experiment"] == "gflv2") & (table["iter"] == 200)]
+    assert np.allclose(v2["pcc_joint"], 0.6) and np.allclose(v2["pcc_quality"], 0.7)
+    assert table.loc[table["experiment"] == "gflv1", "quality_mean"].isna().all()
+    _check(figures.fig_lqe_training(runs, tmp_path))
+    with pytest.raises(ValueError, match="lqe_every_epoch"):
+        figures.fig_lqe_training({"gflv1": []}, tmp_path)
 
 
 def test_density_table_counts_and_pearson():

@@ -6,11 +6,13 @@ import os
 import socket
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from gfl_repro.analysis.lqe import load_lqe
 from gfl_repro.cli import main
 from gfl_repro.config import ConfigError, apply_overrides
 from gfl_repro.engine.distributed import DistInfo
@@ -201,3 +203,21 @@ def test_grad_clip_scales_the_total_gradient_norm_down_to_its_limit(clip, expect
     train_step(model, model, opt, scaler, torch.zeros(1, 3, 4, 4), [{}], 0, grad_clip=clip)
     # 5 / 50 of the gradient (30, 40) is (3, 4); a limit above the norm 50 leaves it whole
     assert model.w.detach().tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lqe_every_epoch_logs_a_summary_and_leaves_training_unchanged(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root)  # 2 epochs of 6 iterations
+    plain = train_run(cfg, tmp_path / "plain", seed=0)
+    runtime = dataclasses.replace(cfg.runtime, lqe_every_epoch=True)
+    logged = train_run(dataclasses.replace(cfg, runtime=runtime), tmp_path / "lqe", seed=0)
+    assert logged["AP"] == plain["AP"]  # the same weights: training did not notice
+    a = torch.load(tmp_path / "plain" / "iter_12.pth", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "lqe" / "iter_12.pth", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(s) for s in (tmp_path / "lqe" / "metrics.jsonl").read_text().splitlines()]
+    lqe = [d for d in lines if d["mode"] == "lqe"]
+    assert [d["iter"] for d in lqe] == [6, 12] and [d["epoch"] for d in lqe] == [0, 1]
+    final = load_lqe(tmp_path / "lqe")  # the end-of-training dump, from the same weights
+    assert lqe[-1]["samples"] == len(final)
+    assert lqe[-1]["pcc_joint"] == pytest.approx(np.corrcoef(final["joint"], final["iou"])[0, 1])
+    assert lqe[-1]["quality_mean"] == pytest.approx(final["quality"].mean())
