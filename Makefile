@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
 
-.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench \
+.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check \
 	table1 table2 table3 table4 table5 table6 table7 table8
 
 setup: $(STAMP)
@@ -61,6 +61,11 @@ figures: setup
 # Speed against torchvision's FCOS and what DGQP costs, measured in one process: results/bench.csv.
 bench: setup
 	$(BIN)/gfl-repro bench
+
+# On a GPU machine: the CUDA tests, then step times (2 and 8 images of 1333 x 800, fp32 and bf16),
+# FPS, peak memory and the ratios against FCOS and GFLV1 in one process: results/gpu/*.csv.
+gpu-check:
+	tools/gpu_check.sh results/gpu
 
 # The plan of every table and its cost, without running anything.
 plan: setup

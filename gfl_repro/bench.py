@@ -168,9 +168,8 @@ def gfl_step(model: nn.Module, images: torch.Tensor, targets: list[dict]) -> Cal
 
 
 def fcos_step(model: nn.Module, images: torch.Tensor, targets: list[dict]) -> Callable[[], object]:
-    """The same step for torchvision's FCOS; its transform is set to keep S x S unresized."""
-    size = images.shape[-1]
-    model.transform.min_size, model.transform.max_size = (size,), size
+    """The same step for torchvision's FCOS; its transform is set to keep H x W unresized."""
+    _keep_size(model, images)
     model.train()
     optimizer = _sgd(model)
     tv_images = list(images)
@@ -191,9 +190,15 @@ def gfl_infer(model: nn.Module, image: torch.Tensor) -> Callable[[], object]:
     return torch.no_grad()(lambda: model.predict(image, metas))
 
 
+def _keep_size(model: nn.Module, images: torch.Tensor) -> None:
+    """torchvision's detection transform resizes to (min_size, max_size): set both to the input's
+    short and long side so that it keeps H x W."""
+    h, w = images.shape[-2:]
+    model.transform.min_size, model.transform.max_size = (min(h, w),), max(h, w)
+
+
 def fcos_infer(model: nn.Module, image: torch.Tensor) -> Callable[[], object]:
-    size = image.shape[-1]
-    model.transform.min_size, model.transform.max_size = (size,), size
+    _keep_size(model, image)
     model.eval()
     return torch.no_grad()(lambda: model(list(image)))
 

@@ -323,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_arguments(p)
     p.set_defaults(func=lambda args: bench.run(args) or 0)
 
+    from gfl_repro import gpu_check
+
+    p = sub.add_parser("gpu-check", help="step times, FPS, memory and ratios on a GPU: one CSV")
+    gpu_check.add_arguments(p)
+    p.set_defaults(func=gpu_check.run)
+
     p = sub.add_parser(
         "convert-checkpoint", help="map an mmdetection GFL checkpoint onto this model"
     )
