@@ -97,14 +97,13 @@ def _one_of(key: str, value, allowed: tuple) -> None:
 
 
 def check_model(cfg: ModelConfig) -> None:
+    _check_ranges(cfg, "model.")
     _one_of("model.backbone", cfg.backbone, BACKBONES)
     _one_of("model.detector", cfg.detector, DETECTORS)
     _one_of("model.head.kind", cfg.head.kind, HEAD_KINDS)
     _one_of("model.head.box", cfg.head.box, BOX_KINDS)
     _one_of("model.head.plain_tower_norm", cfg.head.plain_tower_norm, ("none", "gn"))
     _one_of("model.fpn_extra_source", cfg.fpn_extra_source, ("output", "input"))
-    if not cfg.object_scale > 0:
-        raise ConfigError(f"model.object_scale must be > 0, got {cfg.object_scale}")
     q = cfg.quality
     _one_of("model.quality.kind", q.kind, QUALITY_KINDS)
     if cfg.head.kind == "native" and q.kind != "none":
@@ -127,8 +126,6 @@ def check_model(cfg: ModelConfig) -> None:
             f"model.quality.statistics: {q.statistics} must be a non-empty subset of "
             "topk, mean, var"
         )
-    if q.hidden < 1 or q.composed_dim < 1:
-        raise ConfigError("model.quality.hidden and model.quality.composed_dim must be >= 1")
 
 
 DATASETS = ("mini", "coco", "custom")
@@ -203,7 +200,109 @@ class Config:
         check(self)
 
 
+INF = float("inf")
+# Every numeric field's range, checked when a config is built (before any run folder exists):
+# path -> (low, high, low included, high included). A tuple field checks each of its items.
+RANGES = {
+    "model.num_classes": (1, INF, True, True),
+    "model.frozen_stages": (-1, 4, True, True),
+    "model.mini_widths": (1, INF, True, True),
+    "model.fpn_channels": (1, INF, True, True),
+    "model.object_scale": (0, INF, False, True),
+    "model.quality.hidden": (1, INF, True, True),
+    "model.quality.composed_dim": (1, INF, True, True),
+    "model.head.feat_channels": (1, INF, True, True),
+    "model.head.stacked_convs": (0, INF, True, True),
+    "model.head.reg_max": (1, INF, True, True),
+    "model.head.gn_groups": (1, INF, True, True),
+    "model.head.anchor_scale": (0, INF, False, True),
+    "model.head.anchor_ratios": (0, INF, False, True),
+    "model.head.scales_per_octave": (1, INF, True, True),
+    "model.head.center_offset": (0, 1, True, False),
+    "model.head.atss_topk": (1, INF, True, True),
+    "model.head.loss_qfl": (0, INF, True, True),
+    "model.head.loss_bbox": (0, INF, True, True),
+    "model.head.loss_dfl": (0, INF, True, True),
+    "model.inference.nms_pre": (0, INF, True, True),  # 0 keeps every prior
+    "model.inference.score_thr": (0, 1, True, True),
+    "model.inference.iou_thr": (0, 1, False, True),
+    "model.inference.max_per_img": (1, INF, True, True),
+    "data.train_scale": (1, INF, True, True),
+    "data.test_scale": (1, INF, True, True),
+    "data.short_range": (1, INF, True, True),
+    "data.images_per_process": (1, INF, True, True),
+    "data.val_images_per_process": (1, INF, True, True),
+    "data.workers": (0, INF, True, True),
+    "data.mini_train": (1, INF, True, True),
+    "data.mini_val": (1, INF, True, True),
+    "data.mini_size": (32, INF, True, True),
+    "schedule.epochs": (1, INF, True, True),
+    "schedule.lr": (0, INF, False, True),
+    "schedule.base_batch": (1, INF, True, True),
+    "schedule.momentum": (0, 1, True, False),
+    "schedule.weight_decay": (0, INF, True, True),
+    "schedule.warmup_iters": (0, INF, True, True),
+    "schedule.warmup_ratio": (0, 1, False, True),
+    "schedule.steps": (1, INF, True, True),
+    "schedule.gamma": (0, 1, False, True),
+    "schedule.grad_clip": (0, INF, True, True),
+    "schedule.max_iters": (0, INF, True, True),
+    "runtime.threads": (0, INF, True, True),
+    "runtime.log_every": (1, INF, True, True),
+    "runtime.checkpoint_every": (0, INF, True, True),
+    "runtime.keep_checkpoints": (1, INF, True, True),
+}
+
+
+def _check_ranges(root, prefix: str) -> None:
+    """The RANGES under ``prefix`` ("model." for a ModelConfig, "" for the rest of a Config)."""
+    for path, (low, high, low_in, high_in) in RANGES.items():
+        if not path.startswith(prefix) or (not prefix and path.startswith("model.")):
+            continue
+        value = root
+        for part in path.removeprefix(prefix).split("."):
+            value = getattr(value, part)
+        for item in value if isinstance(value, tuple) else (value,):
+            above = item >= low if low_in else item > low
+            below = item <= high if high_in else item < high
+            if not (above and below):
+                span = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+                raise ConfigError(f"{path} = {value}: must be in {span}")
+
+
+def _check_combinations(cfg: Config) -> None:
+    """Fields that are valid alone but not together: each would fail later, or be ignored."""
+    m, h = cfg.model, cfg.model.head
+    several_priors = len(h.anchor_ratios) != 1 or h.scales_per_octave != 1
+    if h.kind == "gfl" and several_priors:
+        raise ConfigError(
+            f"model.head.anchor_ratios={','.join(map(str, h.anchor_ratios))} and "
+            f"model.head.scales_per_octave={h.scales_per_octave}: the GFL head has one prior per "
+            "location (ratio 1, one scale); several anchors need model.head.kind=native"
+        )
+    if m.detector in ("fcos", "foveabox") and several_priors:
+        raise ConfigError(
+            f"model.head.anchor_ratios and model.head.scales_per_octave: model.detector="
+            f"{m.detector} is anchor-free and would ignore them"
+        )
+    if m.backbone == "mini" and (m.dcn or m.pretrained):
+        raise ConfigError(
+            f"model.dcn={m.dcn}, model.pretrained={m.pretrained!r}: the mini backbone has no "
+            "deformable convs and no pretrained weights (use a ResNet backbone)"
+        )
+    if h.feat_channels % h.gn_groups:
+        raise ConfigError(
+            f"model.head.gn_groups={h.gn_groups} must divide model.head.feat_channels="
+            f"{h.feat_channels}"
+        )
+    s = cfg.schedule
+    if s.steps and s.steps[-1] > s.epochs:
+        raise ConfigError(f"schedule.steps={s.steps}: a step after schedule.epochs={s.epochs}")
+
+
 def check(cfg: Config) -> None:
+    _check_ranges(cfg, "")  # the model's were checked when its ModelConfig was built
+    _check_combinations(cfg)
     d, s, r = cfg.data, cfg.schedule, cfg.runtime
     if d.dataset not in DATASETS:
         raise ConfigError(f"data.dataset: unknown {d.dataset!r}; known: {', '.join(DATASETS)}")
@@ -211,15 +310,11 @@ def check(cfg: Config) -> None:
         raise ConfigError("data.train_scale and data.test_scale take two sizes: LONG,SHORT")
     if d.short_range and (len(d.short_range) != 2 or d.short_range[0] > d.short_range[1]):
         raise ConfigError(f"data.short_range must be MIN,MAX or empty, got {d.short_range}")
-    if d.images_per_process < 1:
-        raise ConfigError(f"data.images_per_process = {d.images_per_process} must be >= 1")
     _one_of("runtime.lqe", r.lqe, ("positives", "detections", "none"))
     if r.amp not in AMP_MODES:
         raise ConfigError(f"runtime.amp: unknown {r.amp!r}; known: {', '.join(AMP_MODES)}")
     if r.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"runtime.device: unknown {r.device!r}; known: auto, cpu, cuda")
-    if s.epochs < 1 or s.lr <= 0 or s.base_batch < 1:
-        raise ConfigError("schedule: epochs >= 1, lr > 0 and base_batch >= 1 are required")
     if list(s.steps) != sorted(s.steps):
         raise ConfigError(f"schedule.steps must be increasing, got {s.steps}")
 
