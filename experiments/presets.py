@@ -1,7 +1,7 @@
 """The scales a run can be at. Each preset is the recipe's Config with a few fields changed.
 
 - ``mini``: the built-in synthetic dataset and a small model on CPU, minutes per run;
-- ``coco-1x``: COCO 2017 with the paper's R-50 1x settings exactly (RECIPE.md);
+- ``coco-1x``: COCO 2017 with the paper's R-50 1x settings exactly (docs/recipe.md);
 - ``coco-2x-ms``: multi-scale training [480, 960], 24 epochs, steps at 16 and 22 (Table 7).
 """
 
@@ -16,6 +16,7 @@ from gfl_repro.config import (
     RuntimeConfig,
     ScheduleConfig,
 )
+from gfl_repro.data.mini import GENERATED_ROOTS
 
 
 def coco_1x() -> Config:
@@ -57,7 +58,7 @@ def mini() -> Config:
         ),
         data=DataConfig(
             dataset="mini",
-            root="data/mini",
+            root=GENERATED_ROOTS[0],
             train_scale=(320, 320),
             test_scale=(320, 320),
             images_per_process=8,
@@ -83,7 +84,7 @@ def tiny() -> Config:
     )
     data = dataclasses.replace(
         cfg.data,
-        root="data/tiny",
+        root=GENERATED_ROOTS[1],
         mini_train=12,
         mini_val=4,
         mini_size=64,

@@ -136,6 +136,7 @@ def _sweep(args: argparse.Namespace) -> int:
     print(sweep.format_plan(runs, seconds, unit))
     if args.dry_run:
         return 0
+    _check_data(runs)  # a broken val set stops the sweep before anything runs or is submitted
     if args.launcher == "slurm":
         opts = sweep.SlurmOptions(args.nodes, args.gpus_per_node, args.cpus_per_task,
                                   args.partition, args.time_min)  # fmt: skip
@@ -148,6 +149,17 @@ def _sweep(args: argparse.Namespace) -> int:
         if number != "main":
             print(paper_table(number, args.preset, args.runs, args.results)[2])
     return 1 if failed else 0
+
+
+def _check_data(runs: list) -> None:
+    """Each distinct data set of the planned runs: present (the built-in one is generated) and
+    its val annotations and images valid."""
+    from gfl_repro.engine.data import check_val_set, ensure_dataset
+    from gfl_repro.engine.distributed import DistInfo
+
+    for data in {run.config.data for run in runs}:
+        ensure_dataset(data, DistInfo())
+        check_val_set(data)
 
 
 def _bench_unbenched(runs: list, numbers: tuple[str, ...], results: Path) -> None:
@@ -215,6 +227,9 @@ def _experiments(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gfl-repro", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, raise it with its traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="build GFLV2 R-50-FPN and run one random image through it")
@@ -342,8 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. The toolkit's own errors (config, data set, run folder, a missing file)
+    print as one line on stderr with exit status 2; ``--debug`` raises them with the traceback."""
+    from gfl_repro.errors import ToolkitError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ToolkitError, FileNotFoundError) as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"gfl-repro: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Typed configuration: one frozen dataclass per part, one place for each default.
 
-The defaults are the official GFLV2 R-50 recipe (see RECIPE.md); presets and experiments are
+The defaults are the official GFLV2 R-50 recipe (docs/recipe.md); presets and experiments are
 small diffs of them.
 """
 
@@ -8,6 +8,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from gfl_repro.errors import ToolkitError
 from gfl_repro.models.postprocess import InferenceConfig
 from gfl_repro.models.quality_conv import CONV_INPUTS as CONV_QUALITY
 
@@ -26,7 +27,7 @@ BACKBONES = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(ToolkitError, ValueError):
     """A configuration value that is unknown, of the wrong type or out of range."""
 
 

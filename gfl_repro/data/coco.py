@@ -30,6 +30,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from gfl_repro.errors import ToolkitError
+
 logger = logging.getLogger(__name__)
 
 Target = dict
@@ -41,7 +43,7 @@ _ANN_KEYS = ("id", "image_id", "category_id", "bbox")
 _CAT_KEYS = ("id", "name")
 
 
-class DatasetError(Exception):
+class DatasetError(ToolkitError):
     """A COCO-format annotation file or image that cannot be used; the message names the record."""
 
 
@@ -264,6 +266,17 @@ class CocoDetection(Dataset):
             )
             records.append(record)
         return records
+
+    def check_files(self) -> None:
+        """Every image file of the records exists (decoding is left to loading): a missing one is
+        a DatasetError naming it, its image id and how many are missing."""
+        missing = [r for r in self.records if not r.path.is_file()]
+        if missing:
+            first = missing[0]
+            raise DatasetError(
+                f"{first.path}: missing image file (image id {first.image_id}); {len(missing)} of "
+                f"{len(self.records)} images listed in {self.ann_file} are missing"
+            )
 
     @property
     def num_classes(self) -> int:

@@ -48,6 +48,9 @@ CATEGORIES = (
     "ellipse",
 )
 SPLITS = ("train", "val")
+# The presets' own roots of the built-in set (mini, tiny): generated when absent. Any other
+# data.root must exist (a typo is an error, not a new data set).
+GENERATED_ROOTS = ("data/mini", "data/tiny")
 MIN_VISIBLE = 0.4  # objects with a smaller visible share of their shape are not annotated
 SOFT_SHARE = 1 / 3  # share of objects with blurred or low-contrast edges
 SIZE_RANGE = (0.04, 0.75)  # object side (before rotation) as a share of the image side

@@ -67,7 +67,15 @@ def dataset_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
 
 
 def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
-    """Generate the built-in dataset when absent (rank 0; the others wait); check files exist."""
+    """Generate the built-in dataset when absent (rank 0; the others wait); check files exist.
+    A data.root that does not exist is an error, except a preset's own root of the built-in set
+    (``mini.GENERATED_ROOTS``), which is generated."""
+    generated = cfg.dataset == "mini" and Path(cfg.root) in map(Path, mini.GENERATED_ROOTS)
+    if not Path(cfg.root).is_dir() and not generated:
+        raise FileNotFoundError(
+            f"data.root = {cfg.root}: no such folder. Put the {cfg.dataset} data set there or "
+            "set data.root to where it is; nothing is downloaded at run time."
+        )
     if cfg.dataset == "mini" and not all(dataset_paths(cfg, s)[0].is_file() for s in mini.SPLITS):
         if dist.is_main:
             mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val, cfg.mini_size)
@@ -82,6 +90,13 @@ def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
             )
         if not images.is_dir():
             raise FileNotFoundError(f"image folder not found: {images} (data.root = {cfg.root})")
+
+
+def check_val_set(cfg: DataConfig) -> None:
+    """Parse and validate the val annotations and check that every val image file exists, so
+    that a broken val set stops a run before its first iteration, not after its last."""
+    ann, images = dataset_paths(cfg, "val")
+    CocoDetection(ann, images).check_files()
 
 
 def train_loader(cfg: DataConfig, dist: DistInfo, seed: int) -> DataLoader:

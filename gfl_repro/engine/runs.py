@@ -11,7 +11,13 @@ import torch
 
 from gfl_repro.config import Config, ConfigError, from_dict, to_dict
 from gfl_repro.engine.distributed import DistInfo
+from gfl_repro.errors import ToolkitError
 from gfl_repro.io import atomic_write_json
+
+
+class RunFolderError(ToolkitError, RuntimeError):
+    """A run folder that cannot be used as asked (another config, missing files)."""
+
 
 PACKAGES = ("torch", "torchvision", "numpy", "pycocotools", "gfl-repro")
 
@@ -45,7 +51,7 @@ def check_same_config(run_dir: Path, cfg: Config) -> None:
     A key missing from the saved config (a field added to the code since) means its default."""
     saved = Path(run_dir) / "config.json"
     if saved.is_file() and _with_defaults(json.loads(saved.read_text())) != to_dict(cfg):
-        raise RuntimeError(
+        raise RunFolderError(
             f"{run_dir} holds a run of another config than the one asked for (the experiment, "
             "its overrides or the code changed); move the folder away or pass another --work-dir"
         )

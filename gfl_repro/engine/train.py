@@ -11,6 +11,7 @@ import math
 import resource
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from gfl_repro.analysis.lqe import lqe_dump, lqe_summary, save_lqe
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine import checkpoint as ckpt
-from gfl_repro.engine.data import ensure_dataset, train_loader, val_loader
+from gfl_repro.engine.data import check_val_set, ensure_dataset, train_loader, val_loader
 from gfl_repro.engine.distributed import DistInfo, init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
@@ -154,7 +155,9 @@ class Trainer:
         self.iteration = state["iteration"]
         self.train_seconds = state.get("train_seconds", 0.0)
         ckpt.set_rng_state(state["rng"])
-        log.info("resumed from %s at iteration %d", path, self.iteration)
+        dropped = self.metrics.drop_after(self.iteration)
+        log.info("resumed from %s at iteration %d (%d metrics lines past it dropped)", path,
+                 self.iteration, dropped)  # fmt: skip
 
     def save(self) -> None:
         if not self.dist.is_main:
@@ -309,8 +312,21 @@ def train_run(
     if is_complete(run_dir) and resume == "auto":
         log.info("%s is complete (metrics.json exists); nothing to do", run_dir)
         return None
+    try:
+        return _train_and_evaluate(cfg, run_dir, seed, dist, resume, meta)
+    except Exception as err:
+        if dist.is_main:  # the run's own log keeps the whole story; the CLI prints one line
+            with open(run_dir / "train.log", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} ERROR run failed: {err}\n")
+                f.write(traceback.format_exc())
+        raise
+
+
+def _train_and_evaluate(cfg: Config, run_dir: Path, seed: int, dist: DistInfo,
+                        resume: str | None, meta: dict | None) -> dict | None:  # fmt: skip
     check_same_config(run_dir, cfg)
     ensure_dataset(cfg.data, dist)
+    check_val_set(cfg.data)  # before the first iteration, not after the last
     if dist.is_main:
         write_run_files(run_dir, cfg, seed, dist, meta or {})
     trainer = Trainer(cfg, run_dir, seed, dist)

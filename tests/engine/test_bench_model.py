@@ -98,7 +98,8 @@ def test_a_folder_that_is_not_a_run_is_named_and_nothing_is_timed(trained, tmp_p
     empty = tmp_path / "not_a_run"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=re.escape(f"{empty}: no config.json")):
-        main(["bench-model", str(trained), str(empty), *FAST, "--results", str(tmp_path)])
+        main(["--debug", "bench-model", str(trained), str(empty), *FAST, "--results",
+              str(tmp_path)])  # fmt: skip
     assert not (tmp_path / "tiny").exists()  # every folder is checked before any timing
 
     no_env = tmp_path / "no_env"

@@ -122,7 +122,7 @@ def test_unknown_set_keys_and_bad_values_are_rejected(tiny_root):
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         apply_overrides(cfg, ["schedule.lr"])
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
-        main(["train", "gflv2", "--preset", "mini", "--set", "nope.x=1"])
+        main(["--debug", "train", "gflv2", "--preset", "mini", "--set", "nope.x=1"])
 
 
 def test_non_finite_loss_stops_naming_iteration_and_term(tiny_root, tmp_path, monkeypatch):
@@ -221,3 +221,95 @@ def test_lqe_every_epoch_logs_a_summary_and_leaves_training_unchanged(tiny_root,
     assert lqe[-1]["samples"] == len(final)
     assert lqe[-1]["pcc_joint"] == pytest.approx(np.corrcoef(final["joint"], final["iou"])[0, 1])
     assert lqe[-1]["quality_mean"] == pytest.approx(final["quality"].mean())
+
+
+def test_test_command_writes_its_own_folder_and_leaves_the_run_alone(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    train_run(tiny_config(tiny_root, max_iters=3), run, seed=0)
+    own = {name: (run / name).read_bytes() for name in ("metrics.json", "detections.json")}
+    checkpoint = run / "iter_3.pth"
+    assert main(["test", str(run), "--checkpoint", str(checkpoint)]) == 0
+    assert {name: (run / name).read_bytes() for name in own} == own  # byte-identical
+    out = run / "test" / "iter_3"
+    assert {"metrics.json", "detections.json", "diagnostics.json", "test.log"} <= {
+        p.name for p in out.iterdir()}  # fmt: skip
+    tested = json.loads((out / "metrics.json").read_text())
+    assert tested["checkpoint"] == str(checkpoint)
+    assert tested["AP"] == json.loads(own["metrics.json"])["AP"]  # the same weights
+
+
+def test_a_missing_data_root_is_an_error_naming_it(tmp_path, capsys):
+    missing = tmp_path / "no_such_data"
+    argv = ["train", "gflv2", "--work-dir", str(tmp_path / "run"), "--set", f"data.root={missing}"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"gfl-repro: error: data.root = {missing}: no such folder. " \
+        "Put the mini data set there or set data.root to where it is; nothing is downloaded at " \
+        "run time.\n"  # fmt: skip
+    assert not missing.exists()  # nothing generated there
+    with pytest.raises(FileNotFoundError, match="no such folder"):  # --debug: the traceback
+        main(["--debug", *argv])
+
+
+def test_metrics_hold_each_iteration_once_after_a_resume(tiny_root, tmp_path):
+    cfg = tiny_config(tiny_root)  # 12 iterations, a line every 2, checkpoints at 6 and 12
+    run = tmp_path / "run"
+    train_run(cfg, run, seed=0)
+    (run / "metrics.json").unlink()  # killed after its last checkpoint: resume from iteration 6
+    (run / "iter_12.pth").unlink()
+    train_run(cfg, run, seed=0, resume="auto")
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [d["iter"] for d in lines if d["mode"] == "train"] == [2, 4, 6, 8, 10, 12]
+
+
+def _broken_val(tiny_root, tmp_path, how: str):
+    """A copy of the tiny data set whose val set is broken in one way."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    ann = root / "annotations" / "instances_val.json"
+    data = json.loads(ann.read_text())
+    if how == "malformed":
+        ann.write_text(ann.read_text()[:-20])  # truncated json
+    elif how == "missing image":
+        (root / "val" / data["images"][1]["file_name"]).unlink()
+    elif how == "unknown category":
+        data["annotations"][0]["category_id"] = 999
+        ann.write_text(json.dumps(data))
+    return root, ann, data
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("malformed", "instances_val.json"),
+        ("missing image", "missing image file (image id"),
+        ("unknown category", "unknown category id 999"),
+    ],  # fmt: skip
+)
+def test_a_broken_val_set_stops_train_before_the_first_iteration(tiny_root, tmp_path, capsys,
+                                                                 how, expected):  # fmt: skip
+    root, _, _ = _broken_val(tiny_root, tmp_path, how)
+    run = tmp_path / "run"
+    argv = ["train", "gflv2", "--preset", "tiny", "--work-dir", str(run), "--set",
+            f"data.root={root}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # the progress log (INFO lines) may come before the error
+    last = err.splitlines()[-1]
+    assert last.startswith("gfl-repro: error: ") and expected in last and "Traceback" not in err
+    assert not list(run.glob("iter_*.pth"))  # no iteration ran
+    log = (run / "train.log").read_text()
+    assert "ERROR run failed" in log and expected in log and "Traceback" in log
+
+
+def test_a_broken_val_set_stops_the_sweep_before_any_run(tiny_root, tmp_path, capsys, monkeypatch):
+    root, _, _ = _broken_val(tiny_root, tmp_path, "missing image")
+    monkeypatch.chdir(tmp_path)
+    from experiments import presets
+
+    tiny = presets.PRESETS["tiny"]
+    monkeypatch.setitem(presets.PRESETS, "tiny", lambda: dataclasses.replace(
+        tiny(), data=dataclasses.replace(tiny().data, root=str(root))))  # fmt: skip
+    assert main(["sweep", "main", "--preset", "tiny"]) == 2
+    assert "missing image file" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

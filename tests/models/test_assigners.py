@@ -8,7 +8,7 @@ from gfl_repro.models.box_coding import make_priors
 
 
 def reference_atss(anchors, num_per_level, gts, valid, topk=9):
-    """Loop-by-loop ATSS from RECIPE.md, in float64 numpy."""
+    """Loop-by-loop ATSS from docs/recipe.md, in float64 numpy."""
     anchors, gts = np.asarray(anchors, np.float64), np.asarray(gts, np.float64)
     centres = (anchors[:, :2] + anchors[:, 2:]) / 2
     out = -np.ones(len(anchors), dtype=np.int64)
