@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from experiments.registry import EXPERIMENTS, resolve
+from gfl_repro.build import build_model
 from gfl_repro.engine.data import ensure_dataset, train_loader
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.engine.train import train_step
-from gfl_repro.models.build import build_model
 
 
 class Stepper:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.claims import claims
 from gfl_repro.analysis import examples, figures
-from gfl_repro.analysis.claims import claims
-from gfl_repro.analysis.lqe import load_lqe
 from gfl_repro.analysis.runs import collect_runs, val_annotations
 from gfl_repro.engine.checkpoint import latest_checkpoint
+from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.io import atomic_write_text
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.claims import Checker, gflv2_vs_gflv1
 from experiments.paper import R50_1X
-from gfl_repro.analysis.claims import Checker, gflv2_vs_gflv1
 from gfl_repro.analysis.report import to_markdown, write_table
 from gfl_repro.analysis.runs import (
     DIAGNOSTICS,

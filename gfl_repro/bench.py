@@ -105,8 +105,8 @@ def gflop(fn: Callable[[], object]) -> float:
 
 def gfl_model(quality: str = "dgqp") -> nn.Module:
     """GFLV2 (quality "dgqp") or GFLV1 ("none") R-50-FPN, random init, 80 classes."""
+    from gfl_repro.build import build_model
     from gfl_repro.config import ModelConfig, QualityConfig
-    from gfl_repro.models.build import build_model
 
     torch.manual_seed(0)
     return build_model(ModelConfig(quality=QualityConfig(kind=quality)))
@@ -308,9 +308,9 @@ def bench_atss(args: argparse.Namespace) -> list[Row]:
 def bench_loading(args: argparse.Namespace) -> list[Row]:
     """Item 5: images per second of the mini preset's loader against its training step."""
     from experiments.presets import mini
+    from gfl_repro.build import build_model
     from gfl_repro.engine.data import ensure_dataset, train_loader
     from gfl_repro.engine.distributed import DistInfo
-    from gfl_repro.models.build import build_model
 
     cfg = mini()
     data = dataclasses.replace(cfg.data, root=str(args.data_root))

@@ -12,8 +12,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     import torch
 
+    from gfl_repro.build import build_model
     from gfl_repro.config import ModelConfig
-    from gfl_repro.models.build import build_model
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -93,9 +93,9 @@ def _bench_model(args: argparse.Namespace) -> int:
 
 def _levels(args: argparse.Namespace) -> int:
     from experiments.registry import resolve
-    from gfl_repro.analysis.levels import format_levels, positives_per_level
     from gfl_repro.engine.data import ensure_dataset
     from gfl_repro.engine.distributed import DistInfo
+    from gfl_repro.engine.levels import format_levels, positives_per_level
 
     cfg = resolve(args.experiment, args.preset, args.set)
     ensure_dataset(cfg.data, DistInfo())
@@ -188,8 +188,8 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _lqe(args: argparse.Namespace) -> int:
-    from gfl_repro.analysis.lqe import load_lqe, run_lqe
     from gfl_repro.analysis.stats import bootstrap_ci
+    from gfl_repro.engine.lqe import load_lqe, run_lqe
 
     path = run_lqe(args.run_dir, args.protocol)
     frame = load_lqe(path.parent, path.stem)

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from gfl_repro.build import build_model
 from gfl_repro.config import BACKBONES, QUALITY_KINDS, ModelConfig, QualityConfig, to_dict
 from gfl_repro.io import atomic_torch_save
-from gfl_repro.models.build import build_model
 
 PROJECT_KEY = "bbox_head.integral.project"
 RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (  # the first matching rule applies

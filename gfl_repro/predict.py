@@ -8,11 +8,11 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision import tv_tensors
 
+from gfl_repro.build import build_model
 from gfl_repro.config import ModelConfig, QualityConfig, from_dict
 from gfl_repro.data.coco import load_image
 from gfl_repro.data.transforms import collate, inference_transforms
 from gfl_repro.engine.evaluation import to_coco_results
-from gfl_repro.models.build import build_model
 
 # COCO 2017's 80 category ids in the order of the contiguous labels.
 COCO_CATEGORY_IDS = [

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gfl_repro.build import build_model
 from gfl_repro.cli import main
 from gfl_repro.config import HeadConfig, ModelConfig, to_dict
-from gfl_repro.models.build import build_model
 
 
 def test_demo_runs_on_a_small_image(capsys):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
+from gfl_repro.build import build_model
 from gfl_repro.config import ModelConfig, QualityConfig
 from gfl_repro.convert import (
     CheckpointError,
@@ -25,7 +26,6 @@ from gfl_repro.convert import (
     run,
     unwrap_state_dict,
 )
-from gfl_repro.models.build import build_model
 
 QUALITY_KEYS = [
     "head.quality.fc1.weight",

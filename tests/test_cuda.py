@@ -19,9 +19,9 @@ import torch
 
 from experiments.presets import preset
 from gfl_repro.bench import random_targets
+from gfl_repro.build import build_model
 from gfl_repro.config import ModelConfig
 from gfl_repro.engine.train import train_step
-from gfl_repro.models.build import build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

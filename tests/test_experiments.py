@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from experiments.registry import EXPERIMENTS, resolve, table
+from gfl_repro.build import build_model
 from gfl_repro.config import apply_overrides
 from gfl_repro.engine.train import train_step
-from gfl_repro.models.build import build_model
 
 TINY = [
     "model.mini_widths=8,8,16,16,16",

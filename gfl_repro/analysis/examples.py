@@ -28,14 +28,14 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from gfl_repro.analysis import lqe  # noqa: E402
 from gfl_repro.analysis.figures import save  # noqa: E402
-from gfl_repro.analysis.lqe import SIDES, _to  # noqa: E402
 from gfl_repro.config import Config  # noqa: E402
 from gfl_repro.data.coco import CocoDetection  # noqa: E402
 from gfl_repro.data.transforms import MEAN, STD  # noqa: E402
+from gfl_repro.engine import lqe  # noqa: E402
 from gfl_repro.engine.data import val_loader  # noqa: E402
 from gfl_repro.engine.distributed import DistInfo  # noqa: E402
+from gfl_repro.engine.lqe import SIDES, _to  # noqa: E402
 from gfl_repro.models.box_coding import Priors, box_iou, distance2bbox  # noqa: E402
 from gfl_repro.models.detector import Detector  # noqa: E402
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput  # noqa: E402

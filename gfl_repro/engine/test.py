@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
+from gfl_repro.build import build_model
 from gfl_repro.engine import checkpoint as ckpt
 from gfl_repro.engine.data import ensure_dataset, val_loader
 from gfl_repro.engine.distributed import init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import setup_logging
 from gfl_repro.engine.runs import load_run_config
-from gfl_repro.models.build import build_model
 
 
 def test_dir(run_dir: Path, checkpoint: Path) -> Path:

@@ -20,15 +20,15 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gfl_repro.analysis.lqe import lqe_dump, lqe_summary, save_lqe
+from gfl_repro.build import build_model
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine import checkpoint as ckpt
 from gfl_repro.engine.data import check_val_set, ensure_dataset, train_loader, val_loader
 from gfl_repro.engine.distributed import DistInfo, init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
+from gfl_repro.engine.lqe import lqe_dump, lqe_summary, save_lqe
 from gfl_repro.engine.runs import check_same_config, is_complete, write_run_files
-from gfl_repro.models.build import build_model
 from gfl_repro.models.heads.gfl import GFLHead
 
 log = logging.getLogger(__name__)

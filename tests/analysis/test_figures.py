@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.claims import claims
 from gfl_repro.analysis import figures
-from gfl_repro.analysis.claims import claims
-from gfl_repro.analysis.lqe import SIDES, TOPK, load_lqe, save_lqe
+from gfl_repro.engine.lqe import SIDES, TOPK, load_lqe, save_lqe
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 # notebook -> the figures it writes into RESULTS/PRESET/figures (each as png, pdf and csv)

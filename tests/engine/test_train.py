@@ -12,13 +12,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gfl_repro.analysis.lqe import load_lqe
+from gfl_repro.build import build_model
 from gfl_repro.cli import main
 from gfl_repro.config import ConfigError, apply_overrides
 from gfl_repro.engine.distributed import DistInfo
+from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.engine.runs import is_complete, recorded_seconds
 from gfl_repro.engine.train import NonFiniteLossError, Schedule, Trainer, train_run, train_step
-from gfl_repro.models.build import build_model
 from tests.engine.conftest import tiny_config
 
 

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
+from gfl_repro.build import build_model
 from gfl_repro.config import ModelConfig, QualityConfig
 from gfl_repro.models.box_coding import make_priors
-from gfl_repro.models.build import build_model
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
 from gfl_repro.models.postprocess import InferenceConfig
 from gfl_repro.models.quality import DGQP

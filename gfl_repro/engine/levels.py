@@ -11,12 +11,12 @@ from collections import Counter
 import numpy as np
 import torch
 
+from gfl_repro.build import build_model
 from gfl_repro.config import Config
 from gfl_repro.data.coco import CocoDetection
 from gfl_repro.data.transforms import rescale_size
 from gfl_repro.engine.data import dataset_paths
 from gfl_repro.models.box_coding import Priors, valid_mask
-from gfl_repro.models.build import build_model
 from gfl_repro.models.detector import Detector
 
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from experiments.paper import PAPER
 from experiments.registry import canonical_name, table
-from gfl_repro.analysis.lqe import load_lqe
 from gfl_repro.analysis.stats import (
     MIN_SEEDS,
     NOT_ENOUGH_SEEDS,
@@ -43,6 +42,7 @@ from gfl_repro.analysis.stats import (
     seed_interval,
     verdict_over_seeds,
 )
+from gfl_repro.engine.lqe import load_lqe
 
 NOT_RUN = "not run yet"
 ALPHA = 0.05  # the family-wise error rate of a best-row claim, and 1 - the interval level

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from gfl_repro.build import build_model
 from gfl_repro.config import Config
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.engine.runs import load_run_config
 from gfl_repro.models.box_coding import Priors, aligned_iou, box_iou, distance2bbox
-from gfl_repro.models.build import build_model
 from gfl_repro.models.detector import Detector
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
 from gfl_repro.models.postprocess import topk_per_level
@@ -161,14 +161,21 @@ def _topk_columns(head: GFLHead, reg: Tensor, nan: Tensor) -> dict[str, Tensor]:
     return cols
 
 
+def _pcc(x, y) -> float:
+    """Pearson correlation (numpy's); NaN for fewer than 2 samples, a NaN or a constant input."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) < 2:
+        return float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.corrcoef(x, y)[0, 1])
+
+
 def lqe_summary(frame: pd.DataFrame) -> dict[str, float]:
     """The LQE of a dump in a few numbers: the PCC of the joint score J and of the quality I
     with the IoU, and the mean and std of I, J and the IoU over its samples (NaN where a column
     is NaN, e.g. I without a quality branch)."""
-    from gfl_repro.analysis.stats import pearson
-
-    out = {"samples": len(frame), "pcc_joint": pearson(frame["joint"], frame["iou"]),
-           "pcc_quality": pearson(frame["quality"], frame["iou"])}  # fmt: skip
+    out = {"samples": len(frame), "pcc_joint": _pcc(frame["joint"], frame["iou"]),
+           "pcc_quality": _pcc(frame["quality"], frame["iou"])}  # fmt: skip
     for col in ("quality", "joint", "iou"):
         values = frame[col].to_numpy(dtype=np.float64)  # (S,)
         out[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")

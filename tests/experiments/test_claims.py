@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gfl_repro.analysis.claims import Checker, Comparison, best_row, claims, gflv2_vs_gflv1
+from experiments.claims import Checker, Comparison, best_row, claims, gflv2_vs_gflv1
 from gfl_repro.analysis.stats import holm, seed_interval, verdict_over_seeds
 
 IMAGES = 400

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from gfl_repro.analysis.lqe import load_lqe, lqe_dump, save_lqe
+from gfl_repro.build import build_model
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
+from gfl_repro.engine.lqe import load_lqe, lqe_dump, save_lqe
 from gfl_repro.engine.train import train_run
-from gfl_repro.models.build import build_model
 from gfl_repro.models.postprocess import InferenceConfig
 from gfl_repro.models.targets import batch_targets
 from tests.engine.conftest import tiny_config, tiny_root  # noqa: F401 (fixture)

@@ -5,8 +5,8 @@ import dataclasses
 import json
 
 from experiments.presets import preset
-from gfl_repro.analysis.levels import format_levels, positives_per_level
-from gfl_repro.models.build import build_model
+from gfl_repro.build import build_model
+from gfl_repro.engine.levels import format_levels, positives_per_level
 
 
 def _config(tmp_path, boxes):
@@ -47,8 +47,8 @@ def test_largest_object_reaches_p7_and_smallest_stays_on_p3(tmp_path):
 
 
 def test_object_scale_scales_fcos_and_foveabox_ranges():
+    from gfl_repro.build import build_assigner, build_head
     from gfl_repro.config import ModelConfig
-    from gfl_repro.models.build import build_assigner, build_head
 
     fcos = build_assigner(ModelConfig(detector="fcos", object_scale=0.5))
     assert fcos.keywords["regress_ranges"][:2] == ((-0.5, 32.0), (32.0, 64.0))
