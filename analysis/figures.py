@@ -17,11 +17,12 @@ from gfl_repro.analysis import examples, figures
 from gfl_repro.analysis.runs import collect_runs, val_annotations
 from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.engine.lqe import load_lqe
+from gfl_repro.engine.runs import RunFolder
 from gfl_repro.io import atomic_write_text
 
 
 def first_dump(runs_dir: Path, experiment: str) -> Path | None:
-    dumps = sorted((runs_dir / experiment).glob("seed*/lqe.npz"))
+    dumps = sorted((runs_dir / experiment).glob(f"seed*/{RunFolder.LQE}.npz"))
     return dumps[0].parent if dumps else None
 
 
@@ -77,7 +78,7 @@ def main() -> None:
         skipped.append("fig9: no gflv2 run with lqe.npz (gfl-repro lqe <run>)")
 
     curves = {e: sorted((runs_dir / e).glob("seed*/")) for e in ("gflv1", "gflv2")}
-    curves = {e: [r for r in dirs if (r / "metrics.jsonl").is_file()] for e, dirs in curves.items()}
+    curves = {e: [r for r in dirs if (r / RunFolder.LOG).is_file()] for e, dirs in curves.items()}
     if all(curves.values()):
         written += figures.fig8(curves, out)
     else:

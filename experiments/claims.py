@@ -19,7 +19,6 @@ Rows of different tables that resolve to the same config share one run folder,
 ``runs/<preset>/<canonical name>/seed<S>``.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from gfl_repro.analysis.stats import (
     verdict_over_seeds,
 )
 from gfl_repro.engine.lqe import load_lqe
+from gfl_repro.engine.runs import RunFolder
 
 NOT_RUN = "not run yet"
 ALPHA = 0.05  # the family-wise error rate of a best-row claim, and 1 - the interval level
@@ -105,9 +105,9 @@ class Checker:
         """Complete runs (metrics.json present) of ``name``'s canonical folder, by seed."""
         folder = self.root / canonical_name(name, self.preset)
         runs = {}
-        for metrics in sorted(folder.glob("seed*/metrics.json")):
-            env = json.loads((metrics.parent / "env.json").read_text())
-            runs[int(env["seed"])] = metrics.parent
+        for metrics in sorted(folder.glob(f"seed*/{RunFolder.METRICS}")):
+            run = RunFolder(metrics.parent)
+            runs[int(run.identity["seed"])] = run.path
         return runs
 
     def ap_summary(self, name: str) -> str:
@@ -120,7 +120,7 @@ class Checker:
         if run not in self._tables:
             if self._gt is None:
                 self._gt = load_gt(self.ann_file)
-            self._tables[run] = match_table(match(self._gt, run / "detections.json"))
+            self._tables[run] = match_table(match(self._gt, run / RunFolder.DETECTIONS))
         return self._tables[run]
 
     def paired(self, a: str, b: str) -> Comparison | None:
@@ -137,7 +137,7 @@ class Checker:
 
 
 def _ap(run: Path) -> float:
-    return 100 * json.loads((run / "metrics.json").read_text())["AP"]
+    return 100 * RunFolder(run).metrics["AP"]
 
 
 def _section(title: str, result: str, lines: list[str]) -> str:
@@ -239,7 +239,7 @@ def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict:
 def pcc_claim(check: Checker, n_boot: int = 1000) -> str:
     title = "Higher PCC of J with the IoU with DGQP (Table 6, GFLV2 vs GFLV1)"
     a, b = "t6_gflv1", "t6_gflv2"
-    dumps = {n: {s: r for s, r in check.seeds(n).items() if (r / "lqe.npz").is_file()}
+    dumps = {n: {s: r for s, r in check.seeds(n).items() if RunFolder(r).lqe_file().is_file()}
              for n in (a, b)}  # fmt: skip
     common = sorted(set(dumps[a]) & set(dumps[b]))
     if not common:

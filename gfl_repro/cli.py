@@ -54,7 +54,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from experiments.registry import canonical_name, resolve
     from gfl_repro.config import to_dict
-    from gfl_repro.engine.runs import default_run_dir
+    from gfl_repro.engine.runs import default_run_dir, identity
     from gfl_repro.engine.train import train_run
 
     cfg = resolve(args.experiment, args.preset, args.set)
@@ -63,8 +63,8 @@ def _train(args: argparse.Namespace) -> int:
         digest = hashlib.sha1(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
         name = f"{args.experiment}-{digest}"
     run_dir = args.work_dir or default_run_dir(args.preset, name, args.seed)
-    meta = {"experiment": name, "requested": args.experiment, "preset": args.preset,
-            "overrides": args.set}  # fmt: skip
+    rows = args.rows.split(",") if args.rows else [args.experiment]
+    meta = identity(args.preset, name, rows, args.experiment, args.set)
     train_run(cfg, run_dir, args.seed, resume=args.resume, meta=meta)
     return 0
 
@@ -200,16 +200,16 @@ def _lqe(args: argparse.Namespace) -> int:
 
 def _diagnose(args: argparse.Namespace) -> int:
     from gfl_repro.engine.diagnostics import diagnose, summary_columns
-    from gfl_repro.engine.runs import read_json
+    from gfl_repro.engine.runs import RunFolder
     from gfl_repro.io import atomic_write_json
 
-    for run in args.run_dirs:
-        path = run / "diagnostics.json"
+    for run in map(RunFolder, args.run_dirs):
+        path = run / run.DIAGNOSTICS
         if path.is_file() and not args.force:
             print(f"{path}: exists (--force to redo)")
             continue
-        ann_file = read_json(run / "metrics.json")["ann_file"]  # what the run was evaluated on
-        out = diagnose(ann_file, run / "detections.json")
+        ann_file = run.metrics["ann_file"]  # what the run was evaluated on
+        out = diagnose(ann_file, run / run.DETECTIONS)
         atomic_write_json(path, out)
         cells = ", ".join(f"{k} {v:.1f}" for k, v in summary_columns(out).items())
         print(f"{path}: {cells} ({out['seconds']:.0f} s)")
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=None, help="run folder (default runs/PRESET/EXP/seedS)"
     )
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint; default), none, PATH")
+    p.add_argument("--rows", default="", help="the table rows this run stands for, comma-separated "
+                   "(the sweep sets it; default: the experiment)")  # fmt: skip
     p.add_argument(
         "--set",
         action="append",

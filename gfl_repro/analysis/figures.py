@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from gfl_repro.analysis.stats import pearson  # noqa: E402
+from gfl_repro.engine.runs import RunFolder  # noqa: E402
 from gfl_repro.models.quality import distribution_statistics  # noqa: E402
 
 DENSITY_BINS = 50  # G
@@ -146,7 +147,7 @@ def loss_curves(runs: dict[str, list[Path]], key: str = "loss_qfl") -> pd.DataFr
     for experiment, dirs in runs.items():
         curves = {}
         for run in dirs:
-            lines = [json.loads(s) for s in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+            lines = [json.loads(s) for s in (Path(run) / RunFolder.LOG).read_text().splitlines()]
             train = pd.DataFrame([d for d in lines if d.get("mode") == "train" and key in d])
             if len(train):
                 smooth = train[key].ewm(alpha=EMA_ALPHA, adjust=True).mean()
@@ -191,7 +192,7 @@ def lqe_over_training(runs: dict[str, list[Path]]) -> pd.DataFrame:
     rows = []
     for experiment, dirs in runs.items():
         for run in dirs:
-            lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+            lines = (Path(run) / RunFolder.LOG).read_text().splitlines()
             rows += [{"experiment": experiment, "run": str(run), **d}
                      for d in map(json.loads, lines) if d.get("mode") == "lqe"]  # fmt: skip
     columns = ["experiment", "run", "iter", "epoch", *LQE_COLUMNS]

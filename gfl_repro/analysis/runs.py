@@ -1,6 +1,5 @@
 """Read run folders into one table. Analysis reads only run folders, never live models."""
 
-import json
 import time
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pandas as pd
 
 from gfl_repro.analysis.stats import bootstrap_ci, pearson
 from gfl_repro.engine.diagnostics import summary_columns
+from gfl_repro.engine.runs import RunFolder, recorded_seconds
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # column: bench_model.json key ("FPS" in Tables 3-6, "Inference FPS" in Table 8)
@@ -20,36 +20,37 @@ DIAGNOSTICS = ("AP_agnostic", "AP50_agnostic", "AP75_agnostic", "dAP_cls", "dAP_
 
 def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per run folder (any folder holding config.json): preset, experiment, seed, run
-    path, complete, the COCO metrics in percent when the run is complete, the PCC of its LQE dump,
-    the speed columns (Table 8's "Training Hours" and "Inference FPS", Tables 3-6's "FPS") from
-    its bench_model.json, and the diagnostics from its diagnostics.json (NaN without)."""
+    path, rows (the table rows it serves, comma-separated), complete, the COCO metrics in percent
+    when the run is complete, the PCC of its LQE dump, the speed columns (Table 8's "Training
+    Hours" and "Inference FPS", Tables 3-6's "FPS") from its bench_model.json, and the
+    diagnostics from its diagnostics.json (NaN without)."""
     rows = []
-    for config in sorted(Path(root).glob("**/config.json")):
-        run = config.parent
-        env = _read(run / "env.json")
-        metrics = _read(run / "metrics.json")
+    for config in sorted(Path(root).glob(f"**/{RunFolder.CONFIG}")):
+        run = RunFolder(config.parent)
+        env, metrics = run.identity, run.metrics
         row = {
             "preset": env.get("preset"),
             "experiment": env.get("experiment"),
             "seed": env.get("seed"),
-            "run": str(run),
+            "run": str(run.path),
+            "rows": ",".join(env["rows"]),
             "complete": bool(metrics),
         }
         row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
         row["PCC"] = _pcc(run)
-        row.update(summary_columns(_read(run / "diagnostics.json")))  # gfl-repro diagnose
-        bench = _read(run / "bench_model.json")  # gfl-repro bench-model
+        row.update(summary_columns(run.read(run.DIAGNOSTICS)))  # gfl-repro diagnose
+        bench = run.read(run.BENCH)  # gfl-repro bench-model
         row.update({column: bench.get(key, float("nan")) for column, key in SPEED.items()})
         rows.append(row)
-    columns = ["preset", "experiment", "seed", "run", "complete", *METRICS, "PCC", *SPEED,
+    columns = ["preset", "experiment", "seed", "run", "rows", "complete", *METRICS, "PCC", *SPEED,
                *DIAGNOSTICS]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
-def _pcc(run: Path) -> float:
+def _pcc(run: RunFolder) -> float:
     """Pearson correlation of the predicted joint score J at the gt class with the real IoU over
     the run's val positives (lqe.npz), NaN without a dump (Table 6)."""
-    path = run / "lqe.npz"
+    path = run.lqe_file()
     if not path.is_file():
         return float("nan")
     with np.load(path) as data:
@@ -61,7 +62,7 @@ def pcc_intervals(runs: pd.DataFrame, n: int = 1000) -> str:
     val positives ``n`` times: "[low, high]" per seed, in seed order; "" without LQE dumps."""
     out = []
     for _, row in runs[runs["complete"]].sort_values("seed").iterrows():
-        path = Path(row["run"]) / "lqe.npz"
+        path = RunFolder(row["run"]).lqe_file()
         if path.is_file():
             with np.load(path) as data:
                 ci = bootstrap_ci(data["joint"], data["iou"], n=n)
@@ -72,27 +73,21 @@ def pcc_intervals(runs: pd.DataFrame, n: int = 1000) -> str:
 def val_annotations(runs_dir: str | Path) -> Path | None:
     """The val annotation file that the first complete run under ``runs_dir`` was evaluated on
     (metrics.json records it), or None without any complete run."""
-    done = sorted(Path(runs_dir).glob("*/seed*/metrics.json"))
-    return Path(_read(done[0])["ann_file"]) if done else None
+    done = sorted(Path(runs_dir).glob(f"*/seed*/{RunFolder.METRICS}"))
+    return Path(RunFolder(done[0].parent).metrics["ann_file"]) if done else None
 
 
 def provenance(runs: pd.DataFrame) -> dict:
     """Where the complete runs of ``runs`` come from: their git commits, the UTC dates their
     metrics were written, and their recorded device-hours (training, LQE dump, evaluation)."""
-    from gfl_repro.engine.runs import recorded_seconds
-
-    done = [Path(r) for r in runs.loc[runs["complete"], "run"]]
-    commits = sorted({_read(r / "env.json").get("git_commit", "unknown") for r in done})
-    stamps = [(r / "metrics.json").stat().st_mtime for r in done]
+    done = [RunFolder(r) for r in runs.loc[runs["complete"], "run"]]
+    commits = sorted({r.env.get("git_commit", "unknown") for r in done})
+    stamps = [(r / r.METRICS).stat().st_mtime for r in done]
     dates = sorted({time.strftime("%Y-%m-%d", time.gmtime(t)) for t in stamps})
-    seconds = [recorded_seconds(r) for r in done]
+    seconds = [recorded_seconds(r.path) for r in done]
     hours = sum(s for s in seconds if s is not None) / 3600
     return {"runs": len(done), "commits": commits, "dates": dates, "hours": hours,
             "untimed": sum(s is None for s in seconds)}  # fmt: skip
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def compare_with_paper(

@@ -46,7 +46,7 @@ from gfl_repro.data.sampler import GroupSampler
 from gfl_repro.engine import checkpoint as ckpt
 from gfl_repro.engine.data import ensure_dataset, val_loader
 from gfl_repro.engine.distributed import DistInfo, resolve_device
-from gfl_repro.engine.runs import load_run_config, read_json
+from gfl_repro.engine.runs import RunFolder, load_run_config
 from gfl_repro.engine.train import Trainer
 from gfl_repro.io import atomic_write_json, atomic_write_text
 
@@ -83,12 +83,12 @@ class Run:
 def read_run(folder: str | Path) -> Run:
     """The run's config and env.json; a folder that is not a run is an error that names it."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    if not RunFolder(folder).is_run:
         raise FileNotFoundError(
             f"{folder}: no config.json; not a run folder (gfl-repro train writes config.json "
             "and env.json into each run folder)"
         )
-    env = read_json(folder / "env.json") if (folder / "env.json").is_file() else {}
+    env = RunFolder(folder).env
     missing = [key for key in ENV_KEYS if env.get(key) is None]
     if missing:
         raise ValueError(f"{folder}: env.json is missing or lacks {', '.join(missing)}")
@@ -231,7 +231,7 @@ def bench_runs(folders: list[Path], opts: Options, results: Path) -> list[dict]:
     records = []
     for run in runs:
         record = bench_run(run, opts)
-        atomic_write_json(run.folder / "bench_model.json", record)
+        atomic_write_json(run.folder / RunFolder.BENCH, record)
         upsert_csv(Path(results) / record["preset"] / "bench_model.csv", record)
         records.append(record)
     return records

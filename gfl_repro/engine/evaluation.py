@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gfl_repro.engine.runs import RunFolder
+
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 BACKENDS = ("pycocotools", "faster")
 
@@ -157,5 +159,5 @@ def evaluate(
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_per_class(out_dir / "per_class_ap.csv", gt, coco_eval)
+        _write_per_class(out_dir / RunFolder.PER_CLASS, gt, coco_eval)
     return results

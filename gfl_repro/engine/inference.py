@@ -10,6 +10,7 @@ import torch
 from gfl_repro.engine.diagnostics import diagnose
 from gfl_repro.engine.distributed import DistInfo, all_gather_objects
 from gfl_repro.engine.evaluation import evaluate, to_coco_results
+from gfl_repro.engine.runs import RunFolder
 from gfl_repro.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ def evaluate_run(
     seconds = time.perf_counter() - tic
     log.info("val: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({seconds:.0f} s)")
     if write_detections:
-        atomic_write_text(Path(run_dir) / "detections.json", json.dumps(detections))
-        atomic_write_json(Path(run_dir) / "diagnostics.json", diagnose(ann_file, detections))
+        folder = RunFolder(run_dir)
+        atomic_write_text(folder / folder.DETECTIONS, json.dumps(detections))
+        atomic_write_json(folder / folder.DIAGNOSTICS, diagnose(ann_file, detections))
         saved = {**metrics, "ann_file": str(ann_file), "images": len(loader.dataset),
                  "eval_seconds": round(seconds, 2), **(record or {})}  # fmt: skip
-        atomic_write_json(Path(run_dir) / "metrics.json", saved)  # last: marks the run complete
+        atomic_write_json(folder / folder.METRICS, saved)  # last: marks the run complete
     return metrics

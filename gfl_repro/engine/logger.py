@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gfl_repro.engine.runs import RunFolder
 from gfl_repro.io import atomic_write_text
 
 log = logging.getLogger("gfl_repro")
@@ -13,7 +14,7 @@ log = logging.getLogger("gfl_repro")
 class MetricsLogger:
     def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool):
         self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / RunFolder.LOG
         self.writer = None
         if enabled and tensorboard:
             try:
@@ -50,7 +51,7 @@ class MetricsLogger:
             self.writer.close()
 
 
-def setup_logging(run_dir: Path | None, is_main: bool, name: str = "train.log") -> None:
+def setup_logging(run_dir: Path | None, is_main: bool, name: str = RunFolder.TRAIN_LOG) -> None:
     """INFO to stderr (rank 0) and to run_dir/<name>."""
     root = logging.getLogger()
     root.setLevel(logging.INFO if is_main else logging.WARNING)

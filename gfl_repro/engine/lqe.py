@@ -30,7 +30,7 @@ from gfl_repro.config import Config
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
-from gfl_repro.engine.runs import load_run_config
+from gfl_repro.engine.runs import RunFolder, load_run_config
 from gfl_repro.models.box_coding import Priors, aligned_iou, box_iou, distance2bbox
 from gfl_repro.models.detector import Detector
 from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
@@ -183,14 +183,14 @@ def lqe_summary(frame: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def save_lqe(df: pd.DataFrame, run_dir: str | Path, name: str = "lqe") -> Path:
+def save_lqe(df: pd.DataFrame, run_dir: str | Path, name: str = RunFolder.LQE) -> Path:
     """``run_dir/<name>.npz``, one array per column (pyarrow is not a dependency)."""
     path = Path(run_dir) / f"{name}.npz"
     np.savez(path, **{col: df[col].to_numpy() for col in df.columns})
     return path
 
 
-def load_lqe(run_dir: str | Path, name: str = "lqe") -> pd.DataFrame:
+def load_lqe(run_dir: str | Path, name: str = RunFolder.LQE) -> pd.DataFrame:
     with np.load(Path(run_dir) / f"{name}.npz", allow_pickle=False) as z:
         return pd.DataFrame({col: z[col] for col in z.files})
 
@@ -218,5 +218,5 @@ def run_lqe(
     folder). Relative data roots resolve against the working directory, as in training."""
     cfg, model = load_run_model(run_dir)
     df = lqe_dump(model, val_loader(cfg.data, DistInfo()), device, protocol)
-    name = "lqe" if protocol == "positives" else f"lqe_{protocol}"
+    name = RunFolder.lqe_name(protocol)
     return save_lqe(df, run_dir if out_dir is None else out_dir, name)

@@ -22,13 +22,103 @@ class RunFolderError(ToolkitError, RuntimeError):
 PACKAGES = ("torch", "torchvision", "numpy", "pycocotools", "gfl-repro")
 
 
+class RunFolder:
+    """A run folder, ``runs/<preset>/<experiment>/seed<S>/``: the contract between training and
+    every table. It owns the folder's file names; every reader and writer goes through it.
+
+    Written by training: ``config.json`` (the resolved config), ``env.json`` (versions, commit,
+    device, processes, and the run's identity: preset, experiment, seed, the rows it serves, what
+    was asked for), ``metrics.jsonl`` (a line per logged iteration, evaluation or LQE summary),
+    ``train.log``, checkpoints ``iter_N.pth``, ``lqe.npz``, ``detections.json``,
+    ``per_class_ap.csv``, ``diagnostics.json`` and, last, ``metrics.json``, which marks the run
+    complete. Later: ``bench_model.json`` (gfl-repro bench-model), ``test/<checkpoint>/``
+    (gfl-repro test).
+    """
+
+    CONFIG = "config.json"
+    ENV = "env.json"
+    METRICS = "metrics.json"
+    LOG = "metrics.jsonl"
+    TRAIN_LOG = "train.log"
+    DETECTIONS = "detections.json"
+    PER_CLASS = "per_class_ap.csv"
+    DIAGNOSTICS = "diagnostics.json"
+    LQE = "lqe"  # lqe.npz (the positives protocol), lqe_<protocol>.npz otherwise
+    BENCH = "bench_model.json"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def of(cls, preset: str, experiment: str, seed: int, root: str | Path = "runs") -> "RunFolder":
+        return cls(Path(root) / preset / experiment / f"seed{seed}")
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @classmethod
+    def lqe_name(cls, protocol: str = "positives") -> str:
+        """The stem of the LQE dump of ``protocol``: lqe (.npz) or lqe_<protocol>."""
+        return cls.LQE if protocol == "positives" else f"{cls.LQE}_{protocol}"
+
+    def lqe_file(self, protocol: str = "positives") -> Path:
+        return self.path / f"{self.lqe_name(protocol)}.npz"
+
+    def read(self, name: str) -> dict:
+        """A json file of the folder, {} when absent."""
+        path = self.path / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def is_run(self) -> bool:
+        return (self.path / self.CONFIG).is_file()
+
+    @property
+    def is_complete(self) -> bool:
+        """Complete only when its final metrics file exists (written last, atomically)."""
+        return (self.path / self.METRICS).is_file()
+
+    @property
+    def env(self) -> dict:
+        return self.read(self.ENV)
+
+    @property
+    def metrics(self) -> dict:
+        return self.read(self.METRICS)
+
+    @property
+    def identity(self) -> dict:
+        """preset, experiment, seed, rows, requested and overrides from env.json. Folders written
+        before the schema was one (a Slurm job wrote no requested/overrides, a local run no rows)
+        read with the missing keys filled: rows and requested default to the experiment."""
+        env = self.env
+        experiment = env.get("experiment")
+        return {"preset": env.get("preset"), "experiment": experiment, "seed": env.get("seed"),
+                "rows": list(env.get("rows") or ([experiment] if experiment else [])),
+                "requested": env.get("requested") or experiment,
+                "overrides": list(env.get("overrides") or [])}  # fmt: skip
+
+
+def identity(preset: str, experiment: str, rows: list[str] | tuple[str, ...] = (),
+             requested: str = "", overrides: list[str] | tuple[str, ...] = ()) -> dict:  # fmt: skip
+    """The identity a run records in env.json, the same from every launcher (local, torchrun,
+    Slurm): its preset, canonical experiment (the folder's name), the table rows it serves, what
+    was asked for, the --set overrides."""
+    return {"preset": preset, "experiment": experiment,
+            "rows": sorted(set(rows)) or [requested or experiment],
+            "requested": requested or experiment, "overrides": list(overrides)}  # fmt: skip
+
+
 def default_run_dir(preset: str, experiment: str, seed: int, root: str | Path = "runs") -> Path:
-    return Path(root) / preset / experiment / f"seed{seed}"
+    return RunFolder.of(preset, experiment, seed, root).path
 
 
 def is_complete(run_dir: str | Path) -> bool:
     """A run is complete only when its final metrics file exists (written last, atomically)."""
-    return (Path(run_dir) / "metrics.json").is_file()
+    return RunFolder(run_dir).is_complete
 
 
 def recorded_seconds(run_dir: str | Path) -> float | None:
@@ -38,18 +128,17 @@ def recorded_seconds(run_dir: str | Path) -> float | None:
     run_dir = Path(run_dir)
     if not is_complete(run_dir):
         return None
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = RunFolder(run_dir).metrics
     if "train_seconds" not in metrics:
         return None
     wall = sum(metrics.get(k, 0.0) for k in ("train_seconds", "lqe_seconds", "eval_seconds"))
-    env = run_dir / "env.json"
-    return wall * (read_json(env).get("processes", 1) if env.is_file() else 1)
+    return wall * RunFolder(run_dir).env.get("processes", 1)
 
 
 def check_same_config(run_dir: Path, cfg: Config) -> None:
     """A run folder written by another config is an error, never silently reused or resumed.
     A key missing from the saved config (a field added to the code since) means its default."""
-    saved = Path(run_dir) / "config.json"
+    saved = RunFolder(run_dir) / RunFolder.CONFIG
     if saved.is_file() and _with_defaults(json.loads(saved.read_text())) != to_dict(cfg):
         raise RunFolderError(
             f"{run_dir} holds a run of another config than the one asked for (the experiment, "
@@ -97,8 +186,10 @@ def environment(dist: DistInfo) -> dict:
 
 
 def write_run_files(run_dir: Path, cfg: Config, seed: int, dist: DistInfo, meta: dict) -> None:
-    atomic_write_json(run_dir / "config.json", to_dict(cfg))
-    atomic_write_json(run_dir / "env.json", {**environment(dist), "seed": seed, **meta})
+    """config.json, and env.json: the environment, the seed and ``meta`` (``identity(...)``)."""
+    folder = RunFolder(run_dir)
+    atomic_write_json(folder / folder.CONFIG, to_dict(cfg))
+    atomic_write_json(folder / folder.ENV, {**environment(dist), "seed": seed, **meta})
 
 
 def read_json(path: Path) -> dict:
@@ -107,4 +198,4 @@ def read_json(path: Path) -> dict:
 
 def load_run_config(run_dir: str | Path) -> Config:
     """The resolved config a run folder was trained with."""
-    return from_dict(Config, read_json(Path(run_dir) / "config.json"))
+    return from_dict(Config, read_json(RunFolder(run_dir) / RunFolder.CONFIG))

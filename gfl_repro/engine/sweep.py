@@ -19,8 +19,10 @@ from pathlib import Path
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.engine.runs import (
+    RunFolder,
     check_same_config,
     default_run_dir,
+    identity,
     is_complete,
     recorded_seconds,
 )
@@ -103,13 +105,15 @@ def unbenched(runs: list[PlannedRun], rows: set[str]) -> list[Path]:
         for run in runs
         if set(run.rows) & rows
         and run.status == "complete"
-        and not (run.run_dir / "bench_model.json").is_file()
+        and not (run.run_dir / RunFolder.BENCH).is_file()
     ]
 
 
 def train_command(run: PlannedRun, preset: str) -> list[str]:
     where = ["--preset", preset, "--seed", str(run.seed), "--work-dir", str(run.run_dir)]
-    return [sys.executable, "-m", "gfl_repro.cli", "train", run.name, *where, "--resume", "auto"]
+    rows = ["--rows", ",".join(sorted(set(run.rows)))]
+    return [sys.executable, "-m", "gfl_repro.cli", "train", run.name, *where, *rows,
+            "--resume", "auto"]  # fmt: skip
 
 
 def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[PlannedRun], float],
@@ -196,7 +200,7 @@ def submit_slurm(runs: list[PlannedRun], preset: str, opts: SlurmOptions, folder
         if cluster == "local":
             params = {"timeout_min": opts.time_min, "name": params["name"]}
         executor.update_parameters(**params)
-        meta = {"experiment": run.name, "preset": preset, "rows": sorted(set(run.rows))}
+        meta = identity(preset, run.name, run.rows)
         jobs.append(executor.submit(_train_task, to_dict(run.config), str(run.run_dir),
                                     run.seed, meta))  # fmt: skip
         print(f"submitted {run.name} seed{run.seed}: job {jobs[-1].job_id}", flush=True)

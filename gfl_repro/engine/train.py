@@ -28,7 +28,7 @@ from gfl_repro.engine.distributed import DistInfo, init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
 from gfl_repro.engine.lqe import lqe_dump, lqe_summary, save_lqe
-from gfl_repro.engine.runs import check_same_config, is_complete, write_run_files
+from gfl_repro.engine.runs import RunFolder, check_same_config, is_complete, write_run_files
 from gfl_repro.models.heads.gfl import GFLHead
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class Trainer:
         tic = time.perf_counter()
         loader = val_loader(self.cfg.data, DistInfo(device=self.dist.device))
         frame = lqe_dump(self.model, loader, self.dist.device, protocol)
-        save_lqe(frame, self.run_dir, "lqe" if protocol == "positives" else f"lqe_{protocol}")
+        save_lqe(frame, self.run_dir, RunFolder.lqe_name(protocol))
         self.model.train()
         return time.perf_counter() - tic
 
@@ -316,7 +316,7 @@ def train_run(
         return _train_and_evaluate(cfg, run_dir, seed, dist, resume, meta)
     except Exception as err:
         if dist.is_main:  # the run's own log keeps the whole story; the CLI prints one line
-            with open(run_dir / "train.log", "a", encoding="utf-8") as f:
+            with open(run_dir / RunFolder.TRAIN_LOG, "a", encoding="utf-8") as f:
                 f.write(f"{time.strftime('%H:%M:%S')} ERROR run failed: {err}\n")
                 f.write(traceback.format_exc())
         raise

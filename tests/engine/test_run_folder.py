@@ -1,0 +1,56 @@
+"""The run folder: one owner of its file names, one env.json schema from every launcher, and
+folders written before the schema was one still readable."""
+
+import json
+
+from gfl_repro.cli import main
+from gfl_repro.engine.runs import RunFolder, identity
+from gfl_repro.engine.sweep import PlannedRun, train_command
+
+
+def _folder(tmp_path, env: dict) -> RunFolder:
+    run = RunFolder.of("mini", env["experiment"], env["seed"], tmp_path)
+    run.path.mkdir(parents=True)
+    (run / run.CONFIG).write_text("{}")
+    (run / run.ENV).write_text(json.dumps(env))
+    return run
+
+
+def test_folders_of_the_older_schemas_read_the_same_identity(tmp_path):
+    local = _folder(tmp_path, {"experiment": "gflv2", "requested": "t1_topk_mean",
+                               "preset": "mini", "overrides": [], "seed": 0})  # fmt: skip
+    slurm = _folder(tmp_path, {"experiment": "gflv1", "preset": "mini", "seed": 1,
+                               "rows": ["t2_k0", "gflv1"]})  # fmt: skip
+    assert local.identity == {"preset": "mini", "experiment": "gflv2", "seed": 0,
+                              "rows": ["gflv2"], "requested": "t1_topk_mean",
+                              "overrides": []}  # fmt: skip
+    assert slurm.identity == {"preset": "mini", "experiment": "gflv1", "seed": 1,
+                              "rows": ["t2_k0", "gflv1"], "requested": "gflv1",
+                              "overrides": []}  # fmt: skip
+    assert local.path == tmp_path / "mini" / "gflv2" / "seed0" and local.is_run
+    assert not local.is_complete and local.metrics == {}
+
+
+def test_identity_is_one_schema():
+    assert identity("mini", "gflv2", ["t2_k4_p64", "gflv2", "gflv2"]) == {
+        "preset": "mini", "experiment": "gflv2", "rows": ["gflv2", "t2_k4_p64"],
+        "requested": "gflv2", "overrides": []}  # fmt: skip
+    assert identity("mini", "gflv1", requested="t4_gflv1")["rows"] == ["t4_gflv1"]
+
+
+def test_the_local_sweep_passes_the_rows_a_run_serves(tmp_path):
+    run = PlannedRun("gflv2", 0, None, tmp_path / "run", ["t2_k4_p64", "gflv2", "t1_topk_mean"])
+    command = train_command(run, "mini")
+    assert command[command.index("--rows") + 1] == "gflv2,t1_topk_mean,t2_k4_p64"
+
+
+def test_train_writes_the_identity_into_env_json(tiny_root, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    argv = ["train", "gflv2", "--preset", "tiny", "--seed", "3", "--work-dir", str(run.path),
+            "--rows", "t1_topk_mean,gflv2", "--set", f"data.root={tiny_root}"]  # fmt: skip
+    assert main(argv) == 0
+    env = run.env
+    assert env["experiment"].startswith("gflv2-") and env["requested"] == "gflv2"  # --set: own name
+    assert env["rows"] == ["gflv2", "t1_topk_mean"] and env["seed"] == 3 and env["preset"] == "tiny"
+    assert env["overrides"] == [f"data.root={tiny_root}"] and run.is_complete
+    assert run.identity["rows"] == env["rows"]
