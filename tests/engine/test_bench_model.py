@@ -91,7 +91,10 @@ def test_collect_runs_leaves_speed_missing_without_bench_model_json(tiny_root, t
     (run / "env.json").write_text(json.dumps({"preset": "tiny", "experiment": "gflv1", "seed": 0}))
     runs = collect_runs(tmp_path)
     assert runs[["Training Hours", "Inference FPS", "FPS"]].isna().all(axis=None)
-    assert list(runs.columns)[-4:] == ["PCC", "Training Hours", "Inference FPS", "FPS"]
+    columns = list(runs.columns)  # the speed columns follow the PCC, the diagnostics them
+    start = columns.index("PCC")
+    assert columns[start : start + 4] == ["PCC", "Training Hours", "Inference FPS", "FPS"]
+    assert columns[start + 4] == "AP_agnostic"
 
 
 def test_a_folder_that_is_not_a_run_is_named_and_nothing_is_timed(trained, tmp_path):
