@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gfl_repro.build import STRIDES
+
 COLUMNS = ("item", "measure", "ours", "reference", "unit", "ratio", "goal", "met", "note")
 ITEMS = (1, 2, 3, 4, 5, 6, 7)
-STRIDES = (8, 16, 32, 64, 128)
 ATSS_SHAPE = (800, 1333)  # (h, w) of the image; padded to a multiple of 32: 800 x 1344
 ATSS_NUM_GT = 100
 

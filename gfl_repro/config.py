@@ -9,13 +9,16 @@ import json
 from dataclasses import dataclass, field
 
 from gfl_repro.errors import ToolkitError
+from gfl_repro.models.fpn import EXTRA_SOURCES
+from gfl_repro.models.heads.gfl import BOX_KINDS
 from gfl_repro.models.postprocess import InferenceConfig
+from gfl_repro.models.quality import STATISTICS
 from gfl_repro.models.quality_conv import CONV_INPUTS as CONV_QUALITY
 
 QUALITY_KINDS = ("dgqp", "composed", "none", *CONV_QUALITY)
 DETECTORS = ("atss", "retinanet", "fcos", "foveabox")
 HEAD_KINDS = ("gfl", "native")
-BOX_KINDS = ("distribution", "dirac")
+LQE_PROTOCOLS = ("positives", "detections")  # the LQE dump's samples (engine/lqe.py)
 BACKBONES = (
     "resnet18",
     "resnet34",
@@ -104,7 +107,7 @@ def check_model(cfg: ModelConfig) -> None:
     _one_of("model.head.kind", cfg.head.kind, HEAD_KINDS)
     _one_of("model.head.box", cfg.head.box, BOX_KINDS)
     _one_of("model.head.plain_tower_norm", cfg.head.plain_tower_norm, ("none", "gn"))
-    _one_of("model.fpn_extra_source", cfg.fpn_extra_source, ("output", "input"))
+    _one_of("model.fpn_extra_source", cfg.fpn_extra_source, EXTRA_SOURCES)
     q = cfg.quality
     _one_of("model.quality.kind", q.kind, QUALITY_KINDS)
     if cfg.head.kind == "native" and q.kind != "none":
@@ -121,11 +124,11 @@ def check_model(cfg: ModelConfig) -> None:
         raise ConfigError(
             f"model.quality.k = {q.k} must be in [1, reg_max + 1 = {cfg.head.reg_max + 1}]"
         )
-    unknown = set(q.statistics) - {"topk", "mean", "var"}
+    unknown = set(q.statistics) - set(STATISTICS)
     if unknown or not q.statistics:
         raise ConfigError(
             f"model.quality.statistics: {q.statistics} must be a non-empty subset of "
-            "topk, mean, var"
+            f"{', '.join(STATISTICS)}"
         )
 
 
@@ -314,7 +317,7 @@ def check(cfg: Config) -> None:
         raise ConfigError("data.train_scale and data.test_scale take two sizes: LONG,SHORT")
     if d.short_range and (len(d.short_range) != 2 or d.short_range[0] > d.short_range[1]):
         raise ConfigError(f"data.short_range must be MIN,MAX or empty, got {d.short_range}")
-    _one_of("runtime.lqe", r.lqe, ("positives", "detections", "none"))
+    _one_of("runtime.lqe", r.lqe, (*LQE_PROTOCOLS, "none"))
     if r.amp not in AMP_MODES:
         raise ConfigError(f"runtime.amp: unknown {r.amp!r}; known: {', '.join(AMP_MODES)}")
     if r.device not in ("auto", "cpu", "cuda"):

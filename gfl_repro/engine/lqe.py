@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from gfl_repro.build import build_model
-from gfl_repro.config import Config
+from gfl_repro.config import LQE_PROTOCOLS, Config
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
@@ -37,7 +37,6 @@ from gfl_repro.models.heads.gfl import GFLHead, HeadOutput
 from gfl_repro.models.postprocess import topk_per_level
 from gfl_repro.models.targets import batch_targets
 
-PROTOCOLS = ("positives", "detections")
 TOPK = 4
 SIDES = ("l", "t", "r", "b")
 
@@ -54,8 +53,8 @@ def lqe_dump(
     top1_mean (top-1 probability averaged over the four sides), and per side s in l, t, r, b:
     top1_s .. top4_s and topk_mean_s (the mean of the four). Distribution columns are NaN for a
     dirac box. The model is frozen and put in eval mode."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol not in LQE_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {LQE_PROTOCOLS}, got {protocol!r}")
     if not isinstance(model.head, GFLHead):
         raise TypeError(f"LQE needs a GFL head, got {type(model.head).__name__}")
     model.to(device).eval().requires_grad_(False)
