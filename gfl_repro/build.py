@@ -78,8 +78,10 @@ def build_head(cfg: ModelConfig) -> nn.Module:
                   stacked_convs=h.stacked_convs, strides=STRIDES)  # fmt: skip
     if h.kind == "gfl":
         weights = LossWeights(h.loss_qfl, h.loss_bbox, h.loss_dfl)
+        branch = build_quality(cfg)  # a composed one takes the head's other slot
+        slot = "composed" if cfg.quality.kind == "composed" else "quality"
         return GFLHead(c, **common, reg_max=h.reg_max, gn_groups=h.gn_groups,
-                       quality=build_quality(cfg), loss_weights=weights, box=h.box)  # fmt: skip
+                       loss_weights=weights, box=h.box, **{slot: branch})  # fmt: skip
     plain_gn = h.gn_groups if h.plain_tower_norm == "gn" else 0  # RetinaNet's, FoveaBox's towers
     if cfg.detector == "retinanet":
         anchors = len(h.anchor_ratios) * h.scales_per_octave

@@ -7,6 +7,8 @@ A quality branch takes the level's box logits (B, 4 * (n + 1), H, W) and returns
 GFLV1 has no quality branch: the head is built with ``quality=None`` and J = C.
 """
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -73,11 +75,26 @@ class DGQP(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
-    def forward(
-        self, reg_logits: Tensor, reg_feat: Tensor | None = None, stride: int = 0
-    ) -> Tensor:
+    def forward(self, reg_logits: Tensor, reg_feat: Tensor | None = None) -> Tensor:
         stats = distribution_statistics(reg_logits, self.reg_max, self.k, self.statistics)
         return self.fc2(F.relu(self.fc1(stats))).sigmoid()  # (B, 1, H, W)
+
+
+class QualityBranch(Protocol):
+    """A decomposed quality branch (J = C x I): DGQP or a convolutional LQE of Table 3.
+    reg (B, 4(n+1), H, W) distribution logits and reg_feat (B, F, H, W), the regression tower's
+    features, -> I (B, 1, H, W) in [0, 1]."""
+
+    def __call__(self, reg: Tensor, reg_feat: Tensor) -> Tensor: ...
+
+
+class ComposedBranch(Protocol):
+    """A composed quality branch (Table 4): the same inputs -> (B, extra_channels, H, W)
+    features appended to the classification tower's, which then predict J directly."""
+
+    extra_channels: int
+
+    def __call__(self, reg: Tensor, reg_feat: Tensor) -> Tensor: ...
 
 
 class ComposedStatistics(nn.Module):
@@ -98,8 +115,6 @@ class ComposedStatistics(nn.Module):
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(
-        self, reg_logits: Tensor, reg_feat: Tensor | None = None, stride: int = 0
-    ) -> Tensor:
+    def forward(self, reg_logits: Tensor, reg_feat: Tensor | None = None) -> Tensor:
         stats = distribution_statistics(reg_logits, self.reg_max, self.k, self.statistics)
         return F.relu(self.fc(stats))  # (B, d, H, W)

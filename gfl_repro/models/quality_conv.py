@@ -6,15 +6,14 @@ into one group, K channels being sampled (F for the raw features, p once project
 n = reg_max.
 
 Each variant is a decomposed quality branch with DGQP's structure and only the input changed:
-``quality(reg, reg_feat, stride) -> I (B, 1, H, W)`` in [0, 1], computed as sampled features
+``quality(reg, reg_feat) -> I (B, 1, H, W)`` in [0, 1], computed as sampled features
 (B, G * F, H, W) -> linear to p -> ReLU -> linear to 1 -> sigmoid, weights N(0, 0.01), biases 0.
 
 Coordinates are feature cells: location (row i, column j) is the point (x, y) = (j, i), the value
 ``reg_feat[..., i, j]`` sits exactly there, and since the box distances are in stride units the
-predicted box of (i, j) is [j - l, i - t, j + r, i + b]; no stride is needed to sample (the
-``stride`` argument only keeps the quality-branch signature). Sampling is bilinear; a point reads
-zeros wherever its neighbours fall outside the map (RoIAlign, used by ``region``, clamps instead,
-see ``RegionQuality``).
+predicted box of (i, j) is [j - l, i - t, j + r, i + b]; no stride is needed to sample. Sampling
+is bilinear; a point reads zeros wherever its neighbours fall outside the map (RoIAlign, used by
+``region``, clamps instead, see ``RegionQuality``).
 
 The predicted box is detached before sampling: the quality loss trains the features that are
 sampled and the linear layers, not the box, which only the box losses train.
@@ -127,7 +126,7 @@ class ConvQuality(nn.Module):
         """``fc1(sample(reg, reg_feat))`` before the ReLU: (B, p, H, W)."""
         return self.fc1(self.sample(reg, reg_feat))
 
-    def forward(self, reg: Tensor, reg_feat: Tensor, stride: int = 0) -> Tensor:
+    def forward(self, reg: Tensor, reg_feat: Tensor) -> Tensor:
         # float32 sampling coordinates need float32 features (a no-op outside AMP).
         return self.fc2(F.relu(self.hidden(reg, reg_feat.float()))).sigmoid()  # (B, 1, H, W)
 

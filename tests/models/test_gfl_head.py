@@ -239,7 +239,7 @@ def test_composed_and_dirac_heads():
     feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4)]
     composed = GFLHead(num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1, reg_max=4,
                        strides=(8, 16), gn_groups=4,
-                       quality=ComposedStatistics(reg_max=4, k=2, dim=6))  # fmt: skip
+                       composed=ComposedStatistics(reg_max=4, k=2, dim=6))  # fmt: skip
     assert composed.gfl_cls.in_channels == 8 + 6
     out = composed(feats)
     assert out.quality is None and out.scores.shape == (2, 80, 3)

@@ -236,7 +236,7 @@ def test_hidden_in_its_cheaper_order_equals_fc1_of_the_samples(kind):
 def test_output_shape_range_and_init(kind):
     torch.manual_seed(2)
     q = build_conv_quality(kind, 8, 16, N)
-    out = q(one_hot_reg(random_bins()), torch.randn(2, 8, H, W), stride=8)
+    out = q(one_hot_reg(random_bins()), torch.randn(2, 8, H, W))
     assert out.shape == (2, 1, H, W)
     assert ((out > 0) & (out < 1)).all()
     torch.testing.assert_close(out, torch.full_like(out, 0.5), atol=0.01, rtol=0)
@@ -248,7 +248,7 @@ def test_gradient_reaches_reg_feat_and_not_the_box(kind):
     q = randomised(kind)
     feat = torch.randn(2, 5, H, W, requires_grad=True)
     reg = torch.randn(2, 4 * (N + 1), H, W, requires_grad=True)
-    q(reg, feat, 8).sum().backward()
+    q(reg, feat).sum().backward()
     assert feat.grad is not None and feat.grad.abs().sum() > 0
     assert reg.grad is None or not reg.grad.any()  # the box is detached
 
@@ -256,7 +256,7 @@ def test_gradient_reaches_reg_feat_and_not_the_box(kind):
 @pytest.mark.parametrize("kind", CONV_INPUTS)
 def test_one_by_one_level(kind):
     q = randomised(kind)
-    out = q(one_hot_reg(random_bins(h=1, w=1)), torch.randn(2, 5, 1, 1), 128)
+    out = q(one_hot_reg(random_bins(h=1, w=1)), torch.randn(2, 5, 1, 1))
     assert out.shape == (2, 1, 1, 1) and torch.isfinite(out).all()
 
 
@@ -265,8 +265,8 @@ def test_batch_of_two_with_different_boxes_equals_each_image_alone(kind):
     torch.manual_seed(4)
     q = randomised(kind)
     feat, reg = torch.randn(2, 5, H, W), one_hot_reg(random_bins(seed=5))
-    batched = q(reg, feat, 8)
-    alone = torch.cat([q(reg[n : n + 1], feat[n : n + 1], 8) for n in range(2)])
+    batched = q(reg, feat)
+    alone = torch.cat([q(reg[n : n + 1], feat[n : n + 1]) for n in range(2)])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
 
 

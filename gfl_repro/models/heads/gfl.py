@@ -23,6 +23,7 @@ from gfl_repro.models.losses import (
     reduce_mean,
 )
 from gfl_repro.models.postprocess import InferenceConfig, multiclass_nms, topk_per_level
+from gfl_repro.models.quality import ComposedBranch, QualityBranch
 from gfl_repro.models.targets import Targets
 
 PRIOR_PROB = 0.01
@@ -70,10 +71,11 @@ BOX_KINDS = ("distribution", "dirac")
 
 
 class GFLHead(nn.Module):
-    """GFL head. The quality branch is injected: ``None`` (GFLV1, J = C), a decomposed branch
-    (J = C x I, e.g. DGQP) or a composed one (its features are appended to the classification
-    tower's, and J is predicted directly). A quality branch is called as
-    ``quality(reg_logits, reg_feat, stride)``; a composed one has ``extra_channels > 0``.
+    """GFL head. The quality branch is injected into one of two slots: ``quality``, a decomposed
+    branch (J = C x I: DGQP or a convolutional LQE, ``QualityBranch``), or ``composed``, whose
+    features are appended to the classification tower's so that J is predicted directly
+    (``ComposedBranch``); neither is GFLV1 (J = C). Either is held as ``self.quality`` (one
+    submodule name, so checkpoints keep their keys) and called as ``quality(reg, reg_feat)``.
 
     ``box="distribution"`` is the general distribution with DFL; ``box="dirac"`` regresses the
     four distances directly (ReLU, stride units) with GIoU only, as the ATSS* / FCOS* baselines.
@@ -88,16 +90,20 @@ class GFLHead(nn.Module):
         reg_max: int = 16,
         strides: tuple[int, ...] = (8, 16, 32, 64, 128),
         gn_groups: int = 32,
-        quality: nn.Module | None = None,
+        quality: QualityBranch | None = None,
         loss_weights: LossWeights = LossWeights(),
         box: str = "distribution",
+        composed: ComposedBranch | None = None,
     ):
         super().__init__()
         if box not in BOX_KINDS:
             raise ValueError(f"box must be one of {BOX_KINDS}, got {box!r}")
+        if quality is not None and composed is not None:
+            raise ValueError("a GFL head takes a decomposed quality branch or a composed one")
         self.num_classes, self.reg_max, self.loss_weights = num_classes, reg_max, loss_weights
         self.box, self.strides = box, tuple(strides)
-        self.composed = quality is not None and getattr(quality, "extra_channels", 0) > 0
+        self.composed = composed is not None
+        quality = composed if self.composed else quality
 
         def tower() -> nn.ModuleList:
             chans = [in_channels] + [feat_channels] * stacked_convs
@@ -105,7 +111,7 @@ class GFLHead(nn.Module):
             return nn.ModuleList(ConvGNReLU(a, b, gn_groups) for a, b in pairs)
 
         self.cls_convs, self.reg_convs = tower(), tower()
-        cls_in = feat_channels + (quality.extra_channels if self.composed else 0)
+        cls_in = feat_channels + (composed.extra_channels if self.composed else 0)
         self.gfl_cls = nn.Conv2d(cls_in, num_classes, 3, padding=1)
         reg_out = 4 * (reg_max + 1) if box == "distribution" else 4
         self.gfl_reg = nn.Conv2d(feat_channels, reg_out, 3, padding=1)
@@ -118,9 +124,7 @@ class GFLHead(nn.Module):
         nn.init.normal_(self.gfl_reg.weight, std=0.01)
         nn.init.zeros_(self.gfl_reg.bias)
 
-    def forward_level(
-        self, x: Tensor, scale: Scale, stride: int
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+    def forward_level(self, x: Tensor, scale: Scale) -> tuple[Tensor, Tensor, Tensor | None]:
         cls_feat, reg_feat = x, x
         for conv in self.cls_convs:
             cls_feat = conv(cls_feat)
@@ -130,12 +134,12 @@ class GFLHead(nn.Module):
         if self.box == "dirac":
             reg = reg.relu()  # distances in stride units
         if self.composed:
-            extra = self.quality(reg, reg_feat, stride)  # (B, d, H, W)
+            extra = self.quality(reg, reg_feat)  # (B, d, H, W)
             cls_feat = torch.cat([cls_feat, extra.to(cls_feat.dtype)], dim=1)
         scores = self.gfl_cls(cls_feat).float().sigmoid()  # (B, C, H, W), float32 under AMP
         if self.quality is None or self.composed:
             return scores, reg, None
-        quality = self.quality(reg, reg_feat, stride)  # (B, 1, H, W)
+        quality = self.quality(reg, reg_feat)  # (B, 1, H, W)
         return scores * quality, reg, quality
 
     def distances(self, reg: Tensor) -> Tensor:
@@ -143,8 +147,7 @@ class GFLHead(nn.Module):
         return integral(reg, self.reg_max) if self.box == "distribution" else reg
 
     def forward(self, feats: list[Tensor]) -> HeadOutput:
-        levels = zip(feats, self.scales, self.strides, strict=True)
-        outs = [self.forward_level(x, scale, stride) for x, scale, stride in levels]
+        outs = [self.forward_level(x, scale) for x, scale in zip(feats, self.scales, strict=True)]
         scores = torch.cat([flatten_level(s) for s, _, _ in outs], dim=1)  # (B, P, C)
         reg = torch.cat([flatten_level(r) for _, r, _ in outs], dim=1)  # (B, P, R)
         quality = None
