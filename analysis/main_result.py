@@ -36,6 +36,8 @@ NOTE = (
 def per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     """AP of GFLV1 and GFLV2 at every seed both completed, and GFLV2 − GFLV1 (AP points)."""
     done = runs[runs["complete"]]
+    if done.empty:
+        return pd.DataFrame(columns=["seed", *PAIR, "diff"])
     wide = done.pivot_table(index="seed", columns="experiment", values="AP")
     wide = wide.reindex(columns=list(PAIR)).dropna()
     wide["diff"] = wide["gflv2"] - wide["gflv1"]

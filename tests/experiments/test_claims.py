@@ -194,3 +194,14 @@ def test_main_result_per_seed_table_and_verdict(tmp_path, monkeypatch, capsys):
     assert "Runs: 6 complete, from commit(s) 0123456, written on " in text
     seeds = (root / "results" / "mini" / "main_seeds.csv").read_text().splitlines()
     assert seeds[0] == "seed,gflv1,gflv2,diff" and len(seeds) == 4
+
+
+def test_main_result_without_a_complete_run(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "mini" / "gflv1" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")  # started, not complete
+    argv = ["main_result.py", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SCRIPTS / "main_result.py"), run_name="__main__")
+    text = (tmp_path / "out" / "mini" / "main.md").read_text()
+    assert "| gflv1 | 0 | missing |" in text and "### Per seed" not in text
