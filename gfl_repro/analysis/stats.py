@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gfl_repro.engine.evaluation import load_gt
+
 VERDICTS = ("supported", "within noise", "contradicted")
 NOT_ENOUGH_SEEDS = "not enough seeds"
 MIN_SEEDS = 3  # fewer seeds than this measure no training noise: no verdict is given
@@ -169,14 +171,6 @@ def paired_bootstrap_ap(
     diffs, draws = paired_ap_draws([tables], weights)  # (1,), (R, 1)
     low, high = _percentiles(draws[:, 0], level)
     return {"diff": float(diffs[0]), "low": low, "high": high}
-
-
-def load_gt(ann_file: str | Path):
-    """The COCO ground truth of ``ann_file`` (pycocotools' index, its prints silenced)."""
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(ann_file))
 
 
 def image_weights(n_img: int, n: int, seed: int = 0) -> np.ndarray:

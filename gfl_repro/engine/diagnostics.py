@@ -92,13 +92,12 @@ def tide_errors(gt, detections: list[dict]) -> dict:
 def diagnose(ann_file: str | Path, detections: list[dict] | str | Path) -> dict:
     """Class-agnostic AP and the TIDE breakdown of ``detections`` (result dicts or their json)
     against ``ann_file``, with the seconds it took."""
-    from pycocotools.coco import COCO
+    from gfl_repro.engine.evaluation import load_gt
 
     tic = time.perf_counter()
     if isinstance(detections, str | Path):
         detections = json.loads(Path(detections).read_text())
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+    gt = load_gt(ann_file)
     out = {**class_agnostic_ap(gt, detections), "tide": tide_errors(gt, detections)}
     return {**out, "ann_file": str(ann_file), "seconds": round(time.perf_counter() - tic, 2)}
 

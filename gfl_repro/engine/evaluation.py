@@ -52,6 +52,14 @@ def to_coco_results(
     ]
 
 
+def load_gt(ann_file: str | Path):
+    """The COCO ground truth of ``ann_file`` (pycocotools' index, its prints silenced)."""
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ann_file))
+
+
 def _load_detections(detections: list[dict] | str | Path) -> list[dict]:
     if isinstance(detections, str | Path):
         with open(detections, encoding="utf-8") as f:
