@@ -1,4 +1,5 @@
-"""Checkpoint conversion on synthetic state dicts written with mmdetection's exact names and shapes.
+"""Checkpoint conversion, both ways, on synthetic state dicts with mmdetection's exact names and
+shapes.
 
 Each helper yields (mmdetection name, expected name in this project or None if dropped, shape),
 spelled out by hand rather than derived from the converter's rules.
@@ -16,16 +17,33 @@ import torch
 from torchvision.models import resnet50
 
 from gfl_repro.build import build_model
-from gfl_repro.config import ModelConfig, QualityConfig
+from gfl_repro.config import (
+    BACKBONES,
+    Config,
+    DataConfig,
+    HeadConfig,
+    ModelConfig,
+    QualityConfig,
+    to_dict,
+)
 from gfl_repro.convert import (
+    BACKGROUND_BIAS,
+    MMDET_BACKBONES,
     CheckpointError,
+    ExportError,
     add_arguments,
     convert_checkpoint,
     convert_state_dict,
+    export_checkpoint,
+    export_state_dict,
     load_checkpoint,
     run,
     unwrap_state_dict,
 )
+from gfl_repro.engine.checkpoint import save_checkpoint
+from gfl_repro.engine.runs import RunFolder
+from gfl_repro.errors import ToolkitError
+from gfl_repro.io import atomic_write_json
 
 QUALITY_KEYS = [
     "head.quality.fc1.weight",
@@ -76,8 +94,11 @@ def head_names(quality: bool):
             yield f"bbox_head.{tower}.{i}.conv.weight", f"head.{tower}.{i}.conv.weight", conv
             yield f"bbox_head.{tower}.{i}.gn.weight", f"head.{tower}.{i}.gn.weight", (256,)
             yield f"bbox_head.{tower}.{i}.gn.bias", f"head.{tower}.{i}.gn.bias", (256,)
-    yield "bbox_head.gfl_cls.weight", "head.gfl_cls.weight", (80, 256, 3, 3)
-    yield "bbox_head.gfl_cls.bias", "head.gfl_cls.bias", (80,)
+    # GFocalV2's config sets QFL use_sigmoid=False: mmdetection's AnchorHead then builds
+    # num_classes + 1 outputs. GFLV1's config (use_sigmoid=True) has num_classes.
+    outputs = 81 if quality else 80
+    yield "bbox_head.gfl_cls.weight", "head.gfl_cls.weight", (outputs, 256, 3, 3)
+    yield "bbox_head.gfl_cls.bias", "head.gfl_cls.bias", (outputs,)
     yield "bbox_head.gfl_reg.weight", "head.gfl_reg.weight", (68, 256, 3, 3)
     yield "bbox_head.gfl_reg.bias", "head.gfl_reg.bias", (68,)
     for i in range(5):
@@ -93,18 +114,26 @@ def mmdet_names(quality: bool = True, dcn: bool = False) -> list[tuple[str, str 
     return [*backbone_names(dcn), *neck_names(), *head_names(quality)]
 
 
-def mmdet_state(quality=True, dcn=False, project=True, seed=0) -> dict[str, torch.Tensor]:
+def mmdet_state(
+    quality=True, dcn=False, project=True, seed=0, tracked=1234
+) -> dict[str, torch.Tensor]:
     """Random tensors under mmdetection's names (GFLV2 with `quality`, else GFLV1)."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for name, _, shape in mmdet_names(quality, dcn):
         if name.endswith("num_batches_tracked"):
-            state[name] = torch.tensor(1234)  # int64 counter, as BatchNorm2d keeps it
+            state[name] = torch.tensor(tracked)  # int64 counter, as BatchNorm2d keeps it
         else:
             state[name] = torch.randn(shape, generator=g)
     if project:
         state["bbox_head.integral.project"] = torch.linspace(0, 16, 17)
     return state
+
+
+def as_ours(name: str, value: torch.Tensor) -> torch.Tensor:
+    """The value this project keeps of an mmdetection tensor: GFocalV2's classifier without its
+    last (background) output."""
+    return value[:80] if name.startswith("bbox_head.gfl_cls.") else value
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +144,11 @@ def gflv2():
 @pytest.fixture(scope="module")
 def gflv1():
     return build_model(ModelConfig(quality=QualityConfig(kind="none")))
+
+
+@pytest.fixture(scope="module")
+def gflv2_dcn():
+    return build_model(ModelConfig(dcn=True))
 
 
 def test_names_cover_the_model_exactly(gflv2, gflv1):
@@ -139,13 +173,14 @@ def test_gflv2_every_tensor_lands_under_its_mapped_name(gflv2):
     assert torch.equal(gflv2.neck.fpn_convs[4].bias, state["neck.fpn_convs.4.conv.bias"])
     assert torch.equal(gflv2.head.reg_convs[3].gn.weight, state["bbox_head.reg_convs.3.gn.weight"])
     assert torch.equal(gflv2.head.scales[2].scale, state["bbox_head.scales.2.scale"])
-    assert torch.equal(gflv2.head.gfl_cls.bias, state["bbox_head.gfl_cls.bias"])
+    assert torch.equal(gflv2.head.gfl_cls.bias, state["bbox_head.gfl_cls.bias"][:80])
+    assert state["bbox_head.gfl_cls.bias"].shape == (81,)  # GFocalV2's background output
     bn3 = gflv2.backbone.layer4[2].bn3
     assert torch.equal(bn3.running_var, state["backbone.layer4.2.bn3.running_var"])
     # Every one.
     for src, ours, _ in mmdet_names(quality=True):
         if ours is not None:
-            assert torch.equal(loaded[ours], state[src]), (src, ours)
+            assert torch.equal(loaded[ours], as_ours(src, state[src])), (src, ours)
     assert list(converted) == list(loaded)
     assert not any("num_batches_tracked" in k or "integral" in k for k in converted)
 
@@ -219,24 +254,35 @@ def test_wrong_shape_names_key_and_both_shapes(gflv2):
     assert "(256, 1000, 1, 1)" in message and "(256, 1024, 1, 1)" in message
 
 
-def test_81_class_softmax_classifier_is_a_mismatch_naming_num_classes(gflv2):
-    state = mmdet_state()
+def test_gflv2_takes_a_classifier_with_or_without_the_background_output(gflv2):
+    state = mmdet_state()  # GFocalV2's 81 outputs: the last is dropped (see the test above)
+    state["bbox_head.gfl_cls.weight"] = state["bbox_head.gfl_cls.weight"][:80].clone()
+    state["bbox_head.gfl_cls.bias"] = state["bbox_head.gfl_cls.bias"][:80].clone()
+    converted = convert_state_dict(state, gflv2)  # 80: a sigmoid classifier, taken as it is
+    assert torch.equal(converted["head.gfl_cls.weight"], state["bbox_head.gfl_cls.weight"])
+
+
+def test_81_class_classifier_into_gflv1_is_a_mismatch_naming_num_classes(gflv1):
+    state = mmdet_state(quality=False)
     state["bbox_head.gfl_cls.weight"] = torch.zeros(81, 256, 3, 3)
     state["bbox_head.gfl_cls.bias"] = torch.zeros(81)
     with pytest.raises(CheckpointError) as info:
-        convert_state_dict(state, gflv2)
+        convert_state_dict(state, gflv1)
     err = info.value
     assert [k for k, _, _ in err.mismatched] == ["head.gfl_cls.weight", "head.gfl_cls.bias"]
     assert "(81, 256, 3, 3)" in str(err) and "(80, 256, 3, 3)" in str(err)
     assert "num_classes" in str(err) and "background" in str(err)
 
 
-def test_other_class_count_suggests_num_classes(gflv2):
-    state = mmdet_state()
-    state["bbox_head.gfl_cls.weight"] = torch.zeros(20, 256, 3, 3)
-    state["bbox_head.gfl_cls.bias"] = torch.zeros(20)
+@pytest.mark.parametrize("quality, outputs", [(True, 21), (False, 20)], ids=["gflv2", "gflv1"])
+def test_other_class_count_suggests_num_classes(request, quality, outputs):
+    """20 classes: 21 outputs in a GFocalV2 checkpoint, 20 in a GFLV1 one."""
+    model = request.getfixturevalue("gflv2" if quality else "gflv1")
+    state = mmdet_state(quality=quality)
+    state["bbox_head.gfl_cls.weight"] = torch.zeros(outputs, 256, 3, 3)
+    state["bbox_head.gfl_cls.bias"] = torch.zeros(outputs)
     with pytest.raises(CheckpointError, match="--num-classes 20"):
-        convert_state_dict(state, gflv2)
+        convert_state_dict(state, model)
 
 
 @pytest.mark.parametrize(
@@ -266,8 +312,8 @@ def test_two_sources_for_one_key_are_refused(gflv1):
         convert_state_dict(state, gflv1)
 
 
-def test_dcn_keys_map_for_a_dcn_model(gflv2):
-    model = build_model(ModelConfig(dcn=True))
+def test_dcn_keys_map_for_a_dcn_model(gflv2, gflv2_dcn):
+    model = gflv2_dcn
     state = mmdet_state(dcn=True)
     assert state["backbone.layer2.0.conv2.conv_offset.weight"].shape == (27, 128, 3, 3)
     converted = convert_state_dict(state, model)
@@ -280,7 +326,7 @@ def test_dcn_keys_map_for_a_dcn_model(gflv2):
     )
     for src, ours, _ in mmdet_names(quality=True, dcn=True):
         if ours is not None:
-            assert torch.equal(converted[ours], state[src])
+            assert torch.equal(converted[ours], as_ours(src, state[src]))
     # The same checkpoint into the plain model: the offsets map nowhere.
     with pytest.raises(CheckpointError, match="--dcn") as info:
         convert_state_dict(state, gflv2)
@@ -308,7 +354,7 @@ def test_convert_checkpoint_file_round_trip(tmp_path):
     assert list(saved["state_dict"]) == list(returned["state_dict"])
     for name, ours, _ in mmdet_names(quality=True):
         if ours is not None:
-            assert torch.equal(saved["state_dict"][ours], state[name])
+            assert torch.equal(saved["state_dict"][ours], as_ours(name, state[name]))
     assert sorted(p.name for p in dst.parent.iterdir()) == ["converted.pth"]  # no temp file left
     model = build_model(ModelConfig())
     model.load_state_dict(saved["state_dict"], strict=True)
@@ -369,3 +415,186 @@ def test_cli_converts_gflv1(tmp_path, capsys):
     # Into the default GFLV2 model it fails: exit code 1 and the listed keys on stderr.
     assert run(parser.parse_args([str(src), str(dst)])) == 1
     assert "head.quality.fc1.weight" in capsys.readouterr().err
+
+
+# Export: this project's names -> the official GFocalV2 (mmdetection 2.x) names.
+
+
+def official_gflv2_state(**kwargs) -> dict[str, torch.Tensor]:
+    """An official checkpoint's state whose values all survive a trip through this project:
+    counters at 0 (frozen BatchNorms only run in eval mode) and the background output set to
+    what export writes, since this project's model has no place for it (tested apart)."""
+    state = mmdet_state(tracked=0, **kwargs)
+    state["bbox_head.gfl_cls.weight"][80] = 0.0
+    state["bbox_head.gfl_cls.bias"][80] = BACKGROUND_BIAS
+    return state
+
+
+@pytest.mark.parametrize("quality", [True, False], ids=["gflv2", "gflv1"])
+def test_official_to_ours_to_official_is_identical(request, quality):
+    model = request.getfixturevalue("gflv2" if quality else "gflv1")
+    official = official_gflv2_state() if quality else mmdet_state(quality=False, tracked=0)
+    back = export_state_dict(convert_state_dict(official, model), model)
+    assert list(back) == list(official)  # names and order
+    for name, value in official.items():
+        assert back[name].dtype == value.dtype and torch.equal(back[name], value), name
+
+
+def test_official_to_ours_to_official_with_dcn(gflv2_dcn):
+    official = official_gflv2_state(dcn=True)
+    back = export_state_dict(convert_state_dict(official, gflv2_dcn), gflv2_dcn)
+    assert sorted(back) == sorted(official)  # the hand-written names list the offsets last
+    assert all(torch.equal(back[k], v) for k, v in official.items())
+
+
+def test_the_background_output_comes_back_as_one_that_never_scores(gflv2):
+    official = mmdet_state()  # a trained background output: random values
+    back = export_state_dict(convert_state_dict(official, gflv2), gflv2)
+    weight, bias = back["bbox_head.gfl_cls.weight"], back["bbox_head.gfl_cls.bias"]
+    assert weight.shape == (81, 256, 3, 3) and bias.shape == (81,)
+    assert torch.equal(weight[:80], official["bbox_head.gfl_cls.weight"][:80])
+    assert torch.equal(bias[:80], official["bbox_head.gfl_cls.bias"][:80])
+    assert torch.equal(weight[80], torch.zeros(256, 3, 3))
+    assert torch.sigmoid(bias[80]) < 1e-8  # below any score threshold, times any quality
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(backbone="resnet18", num_classes=3),
+        ModelConfig(backbone="resnext101_32x4d", quality=QualityConfig(kind="none")),
+        ModelConfig(backbone="resnet18", quality=QualityConfig(k=3, statistics=("topk",))),
+    ],
+    ids=["r18_gflv2", "x101_gflv1", "r18_gflv2_topk_only"],
+)
+def test_ours_to_official_to_ours_is_identical(cfg):
+    model = build_model(cfg)
+    ours = model.state_dict()
+    official = export_state_dict(ours, model)
+    assert not any(k.startswith("head.") for k in official)
+    assert official["bbox_head.integral.project"].tolist() == list(range(17))
+    assert official["backbone.layer4.1.bn2.num_batches_tracked"] == 0
+    lateral = official["neck.lateral_convs.0.conv.weight"]
+    assert lateral.shape[1] == MMDET_BACKBONES[cfg.backbone][1][1]  # C3 of the mmdet table
+    classes = cfg.num_classes + (cfg.quality.kind == "dgqp")
+    assert official["bbox_head.gfl_cls.bias"].shape == (classes,)
+    back = convert_state_dict(official, model)
+    assert list(back) == list(ours)
+    assert all(torch.equal(back[k], v) for k, v in ours.items())
+
+
+def test_every_backbone_but_mini_has_its_mmdetection_config():
+    assert set(BACKBONES) - set(MMDET_BACKBONES) == {"mini"}
+
+
+def write_run(root, cfg: ModelConfig, class_names: list[str]) -> RunFolder:
+    """A run folder with config.json and val annotations listing the classes (ids shuffled)."""
+    ids = [7, 3, 5][: len(class_names)]
+    categories = [{"id": i, "name": n} for i, n in zip(ids, class_names, strict=True)]
+    atomic_write_json(root / "data" / "val.json", {"categories": categories})
+    data = DataConfig(dataset="custom", root=str(root / "data"), val_ann="val.json")
+    run = RunFolder(root / "run")
+    atomic_write_json(run / run.CONFIG, to_dict(Config(model=cfg, data=data)))
+    return run
+
+
+def test_export_run_folder_takes_its_latest_checkpoint(tmp_path):
+    cfg = ModelConfig(backbone="resnet18", num_classes=3, quality=QualityConfig(kind="none"))
+    run = write_run(tmp_path, cfg, ["cat", "bird", "ant"])  # ids 7, 3, 5
+    model = build_model(cfg)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    extra = {"model_config": to_dict(cfg), "category_ids": [3, 5, 7]}
+    for iteration in (20, 100, 30):
+        with torch.no_grad():
+            model.head.gfl_cls.bias.fill_(iteration)
+        save_checkpoint(run / f"iter_{iteration}.pth", model=model, optimizer=optimizer,
+                        iteration=iteration, extra=extra)  # fmt: skip
+    dst = tmp_path / "out" / "gfl_r18.pth"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy RNG state in our own checkpoints: no warning
+        assert export_checkpoint(run.path, dst) == dst
+    saved = torch.load(dst, map_location="cpu", weights_only=True)
+    assert saved["state_dict"]["bbox_head.gfl_cls.bias"].tolist() == [100.0] * 3
+    meta = saved["meta"]
+    assert meta["iter"] == 100 and meta["mmdet_version"] == "2.6.0"
+    assert meta["CLASSES"] == ("bird", "ant", "cat")  # labels follow ascending ids
+    assert meta["gfl_repro"]["source"] == str(run / "iter_100.pth")
+    assert meta["gfl_repro"]["category_ids"] == [3, 5, 7]
+    assert meta["gfl_repro"]["model_config"] == to_dict(cfg)
+    config: dict = {}
+    exec(meta["config"], config)  # the mmdetection config lines it writes are Python
+    head = config["model"]["bbox_head"]
+    assert (head["type"], head["num_classes"], head["loss_cls"]["use_sigmoid"]) == (
+        "GFLHead",
+        3,
+        True,
+    )
+    assert config["model"]["backbone"]["depth"] == 18 and config["test_cfg"]["score_thr"] == 0.05
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["gfl_r18.pth"]
+
+
+def test_export_file_round_trip_official_to_ours_to_official(tmp_path):
+    """convert-checkpoint then export-checkpoint gives back the official file's tensors."""
+    official = official_gflv2_state()
+    src, ours, back = tmp_path / "gflv2.pth", tmp_path / "ours.pth", tmp_path / "back.pth"
+    torch.save({"state_dict": official, "meta": {"epoch": 24}}, src)
+    convert_checkpoint(src, ours)
+    export_checkpoint(ours, back)
+    saved = torch.load(back, map_location="cpu", weights_only=True)
+    assert list(saved["state_dict"]) == list(official)
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in official.items())
+    assert "CLASSES" not in saved["meta"] and "iter" not in saved["meta"]  # a loose file
+    config: dict = {}
+    exec(saved["meta"]["config"], config)
+    head = config["model"]["bbox_head"]
+    assert head["type"] == "GFocalHead" and head["loss_cls"]["use_sigmoid"] is False
+    assert (head["reg_topk"], head["reg_channels"], head["add_mean"]) == (4, 64, True)
+
+
+@pytest.mark.parametrize(
+    "cfg, reason",
+    [
+        (
+            ModelConfig(backbone="mini"),
+            "model.backbone=mini is this project's own small network, which the official code",
+        ),
+        (
+            ModelConfig(head=HeadConfig(kind="native"), quality=QualityConfig(kind="none")),
+            "model.head.kind=native",
+        ),
+        (ModelConfig(quality=QualityConfig(kind="composed")), "model.quality.kind=composed"),
+        (
+            ModelConfig(quality=QualityConfig(statistics=("topk", "var"))),
+            "model.quality.statistics",
+        ),
+        (ModelConfig(head=HeadConfig(box="dirac"), quality=QualityConfig(kind="none")), "dirac"),
+        (ModelConfig(backbone="resnet18", dcn=True), "BasicBlock has no DCN"),
+    ],
+    ids=["mini", "native_head", "composed", "var", "dirac", "r18_dcn"],
+)
+def test_a_model_the_official_code_lacks_is_refused(tmp_path, cfg, reason):
+    src, dst = tmp_path / "iter_10.pth", tmp_path / "out.pth"
+    torch.save({"state_dict": {}, "model_config": to_dict(cfg)}, src)
+    with pytest.raises(ExportError, match="cannot export to the official GFocalV2") as info:
+        export_checkpoint(src, dst)
+    assert reason in str(info.value)
+    assert isinstance(info.value, ToolkitError)  # the CLI prints it as one line
+    assert not dst.exists()
+
+
+def test_sources_that_cannot_be_exported_are_named(tmp_path, gflv1):
+    with pytest.raises(ExportError, match="no such checkpoint file or run folder"):
+        export_checkpoint(tmp_path / "absent", tmp_path / "out.pth")
+    run = write_run(tmp_path, ModelConfig(backbone="resnet18"), ["a"])
+    with pytest.raises(ExportError, match=r"no checkpoint \(iter_N.pth\) in this run folder"):
+        export_checkpoint(run.path, tmp_path / "out.pth")
+    bare = tmp_path / "bare.pth"
+    torch.save(gflv1.state_dict(), bare)
+    with pytest.raises(ExportError, match="holds no model_config"):
+        export_checkpoint(bare, tmp_path / "out.pth")
+    gflv2_cfg = {"state_dict": gflv1.state_dict(), "model_config": to_dict(ModelConfig())}
+    torch.save(gflv2_cfg, bare)
+    with pytest.raises(CheckpointError, match="head.quality.fc1.weight") as info:
+        export_checkpoint(bare, tmp_path / "out.pth")
+    assert isinstance(info.value, ToolkitError)
+    assert not (tmp_path / "out.pth").exists()
