@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
 
-.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check \
+.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report \
 	table1 table2 table3 table4 table5 table6 table7 table8
 
 setup: $(STAMP)
@@ -39,6 +39,7 @@ reproduce: setup
 	$(BIN)/python analysis/main_result.py --preset $(PRESET)
 	$(BIN)/gfl-repro table 6 --preset $(PRESET)
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
+	$(MAKE) report
 
 # One paper table: its missing runs (shared runs once), bench-model for the speed columns of
 # runs not yet timed, then results/$(PRESET)/tableN.{csv,md}.
@@ -53,10 +54,16 @@ table7: setup
 all-tables: setup
 	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --bench
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
+	$(MAKE) report
 
 # Every figure the existing runs allow (PNG, PDF and the CSV behind each) and claims.md.
 figures: setup
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
+
+# One static page of the results so far, results/$(PRESET)/index.html: the claims and their
+# verdicts, every table written, every figure, the runs and their environments.
+report: setup
+	$(BIN)/python -m gfl_repro.analysis.page --preset $(PRESET) --runs runs --results results
 
 # Speed against torchvision's FCOS and what DGQP costs, measured in one process: results/bench.csv.
 bench: setup

@@ -13,7 +13,7 @@ import pandas as pd
 
 from experiments.claims import Checker, gflv2_vs_gflv1
 from experiments.paper import R50_1X
-from gfl_repro.analysis.report import to_markdown, write_table
+from gfl_repro.analysis.report import ours_cell, to_markdown, write_table
 from gfl_repro.analysis.runs import (
     DIAGNOSTICS,
     METRICS,
@@ -27,9 +27,9 @@ from gfl_repro.io import atomic_write_text
 
 PAIR = ("gflv1", "gflv2")
 NOTE = (
-    "Ours: COCO-style AP (%) on the preset's val set, mean ± std over n complete seeds. Paper: "
-    "R-50 1x on COCO minival (Table 2). At the mini preset the data and model differ from the "
-    "paper's, so only the direction of the GFLV1 -> GFLV2 difference is comparable."
+    "Ours: COCO-style AP (%) on the preset's val set. Paper: R-50 1x on COCO minival (Table 2). "
+    "At the mini preset the data and model differ from the paper's, so only the direction of "
+    "the GFLV1 -> GFLV2 difference is comparable."
 )
 
 
@@ -57,17 +57,17 @@ def per_seed_markdown(table: pd.DataFrame) -> str:
 
 
 def diagnostics_markdown(runs: pd.DataFrame) -> str:
-    """Class-agnostic AP and TIDE's dAP50 per error type of each model, mean ± std over seeds."""
+    """Class-agnostic AP and TIDE's dAP50 per error type of each model, mean ± std over its
+    complete seeds (missing unless every one wrote diagnostics.json)."""
     table = compare_with_paper(runs, {}, list(PAIR), DIAGNOSTICS)
     if table[list(DIAGNOSTICS)].isna().all().all():
         return "No diagnostics.json in these runs yet: `gfl-repro diagnose RUN_DIR ...`.\n"
-    head = ["model", *DIAGNOSTICS]
+    head = ["model", "seeds", *DIAGNOSTICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        cells = [f"{r[c]:.1f} ± {r[c + '_std']:.2f} (n={r[c + '_n']})" if r[c + "_n"] > 1
-                 else f"{r[c]:.1f} (n={r[c + '_n']})" if r[c + "_n"] else "missing"
-                 for c in DIAGNOSTICS]  # fmt: skip
-        lines.append(f"| {r['experiment']} | " + " | ".join(cells) + " |")
+        seeds = str(max(r[c + "_n"] for c in DIAGNOSTICS))
+        cells = [r["experiment"], seeds, *(ours_cell(r, c) for c in DIAGNOSTICS)]
+        lines.append("| " + " | ".join(cells) + " |")
     note = ("AP_agnostic: COCO AP with classes ignored in the matching. dAP_*: AP50 points an "
             "oracle fixing only that TIDE error type would add (cls: right box, wrong class; loc: "
             "right class, 0.1 <= IoU < 0.5; both; dupe: duplicate; bkg: background; miss: "

@@ -1,4 +1,5 @@
-"""Write a comparison table as CSV and Markdown under results/<preset>/."""
+"""Write a comparison table as CSV (wide, for machines) and Markdown (one row per experiment,
+for people) under results/<preset>/; the cells are shared with the results page."""
 
 import math
 from pathlib import Path
@@ -7,39 +8,74 @@ import pandas as pd
 
 from gfl_repro.io import atomic_write_text
 
+MISSING = "missing"
+PAPER_ROW = "↳ *paper (Δ)*"  # the line under each experiment: the paper's value (ours − paper)
 
-def _missing(value) -> bool:
+
+def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _cell(value: float, digits: int = 1) -> str:
-    return "missing" if _missing(value) else f"{value:.{digits}f}"
+def digits(metric: str) -> int:
+    """Decimals of a metric: PCC is a correlation in [-1, 1], the rest are percents or rates."""
+    return 3 if metric == "PCC" else 1
+
+
+def ours_cell(row, metric: str) -> str:
+    """Ours: the mean over the row's complete seeds ± their std (no std with one seed);
+    "missing" when the row's runs are not all complete or do not measure ``metric``."""
+    d, value, std = digits(metric), row.get(metric), row.get(f"{metric}_std")
+    if is_missing(value):
+        return MISSING
+    return f"{value:.{d}f}" + ("" if is_missing(std) else f" ± {std:.{d + 1}f}")
+
+
+def paper_cell(row, metric: str) -> str:
+    """The paper's value and, in brackets, ours − paper; "—" where the paper has no number."""
+    d, paper, diff = digits(metric), row.get(f"{metric}_paper"), row.get(f"{metric}_diff")
+    if is_missing(paper):
+        return "—"
+    return f"{paper:.{d}f}" + ("" if is_missing(diff) else f" ({diff:+.{d}f})")
+
+
+def _line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str = "") -> str:
-    """One row per experiment; per metric: ours (mean ± std over n seeds), the paper's, the
-    difference. "seeds" counts the row's complete seeds; n those behind each cell."""
-    head = ["experiment", "seeds"] + [f"{m} ours | {m} paper | {m} Δ" for m in metrics]
-    lines = [f"## {title}", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * (2 + 3 * len(metrics))]  # fmt: skip
+    """One row per experiment with ours (mean ± std over its complete seeds) per metric, and the
+    paper's row beneath it with ours − paper in brackets. A table with a "row" column (the
+    paper's row label) shows it beside the experiment; "{metric}_ci" columns (each seed's
+    interval, e.g. Table 6's PCC) are listed under the table."""
+    labelled = "row" in table.columns
+    head = ["experiment", *(["paper row"] if labelled else []), "seeds", *metrics]
+    lines = [f"## {title}", "", _line(head), "|" + "---|" * len(head)]
     for _, r in table.iterrows():
-        cells = [r["experiment"], str(r["seeds"])]
-        for m in metrics:
-            digits = 3 if m == "PCC" else 1
-            ours = _cell(r[m], digits)
-            std, n = r.get(f"{m}_std"), r.get(f"{m}_n", 0)
-            if not _missing(std):
-                ours += f" ± {std:.{digits + 1}f}"
-            if n:
-                ours += f" (n={n})"
-            interval = r.get(f"{m}_ci")
-            if isinstance(interval, str) and interval:
-                ours += f" {interval}"
-            cells += [ours, _cell(r[f"{m}_paper"], digits), _cell(r[f"{m}_diff"], digits)]
-        lines.append("| " + " | ".join(cells) + " |")
+        label = [r["experiment"], *([str(r["row"])] if labelled else [])]
+        lines.append(_line([*label, str(r["seeds"]), *(ours_cell(r, m) for m in metrics)]))
+        blank = [""] * labelled
+        lines.append(_line([PAPER_ROW, *blank, "", *(paper_cell(r, m) for m in metrics)]))
+    lines += ["", "Each experiment: ours, mean ± std over its complete seeds (\"missing\" until "
+              "all its runs are complete); beneath it the paper's value and, in brackets, ours − "
+              "paper."]  # fmt: skip
+    lines += _intervals(table, metrics)
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def _intervals(table: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Each seed's interval of the metrics that have one ("{metric}_ci"), one line per row."""
+    out = []
+    for m in metrics:
+        if f"{m}_ci" not in table.columns:
+            continue
+        have = [(r["experiment"], r[f"{m}_ci"]) for _, r in table.iterrows()]
+        have = [(e, ci) for e, ci in have if isinstance(ci, str) and ci]
+        if have:
+            out += ["", f"{m}, each seed's 95 % interval:", ""]
+            out += [f"- {e}: {ci}" for e, ci in have]
+    return out
 
 
 def write_table(table: pd.DataFrame, out_dir: Path, name: str, markdown: str) -> tuple[Path, Path]:

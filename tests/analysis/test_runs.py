@@ -32,8 +32,9 @@ def test_compare_with_paper_means_stds_and_missing(tmp_path):
     assert table.loc["gflv2", "AP_n"] == 2 and table.loc["gflv1", "AP_n"] == 0
     assert math.isnan(table.loc["gflv1", "AP"]) and math.isnan(table.loc["gflv1", "AP_diff"])
     md = to_markdown(table.reset_index(), ["AP"], "t")
-    assert "| gflv1 | 1 | missing | 40.2 | missing |" in md
-    assert "| gflv2 | 2 | 31.0 ± 1.41 (n=2) | 41.1 | -10.1 |" in md
+    # One line per experiment (ours), the paper's beneath it with ours − paper in brackets.
+    assert "| gflv1 | 1 | missing |\n| ↳ *paper (Δ)* |  | 40.2 |\n" in md
+    assert "| gflv2 | 2 | 31.0 ± 1.41 |\n| ↳ *paper (Δ)* |  | 41.1 (-10.1) |\n" in md
 
 
 def test_table6_shows_each_seeds_pcc_interval(tmp_path):
@@ -49,9 +50,11 @@ def test_table6_shows_each_seeds_pcc_interval(tmp_path):
     np.savez(tmp_path / "mini" / "gflv2" / "seed0" / "lqe.npz", joint=joint, iou=iou)
     _, _, md = paper_table("6", "mini", tmp_path, tmp_path / "results")
     ci = bootstrap_ci(joint, iou, n=1000)
-    expected = f"{np.corrcoef(joint, iou)[0, 1]:.3f} (n=1) [{ci.low:.3f}, {ci.high:.3f}]"
-    row = f"| t6_gflv2 | 1 | 30.0 (n=1) | 41.1 | -11.1 | missing | 19.4 | missing | {expected} |"
-    assert row in md
+    pcc = np.corrcoef(joint, iou)[0, 1]
+    row = f"| t6_gflv2 | GFLV2 (ours) | 1 | 30.0 | missing | {pcc:.3f} |"
+    paper = f"| ↳ *paper (Δ)* |  |  | 41.1 (-11.1) | 19.4 | 0.660 ({pcc - 0.66:+.3f}) |"
+    assert f"{row}\n{paper}\n" in md
+    assert f"- t6_gflv2: [{ci.low:.3f}, {ci.high:.3f}]" in md  # under the table
     assert ci.low < ci.value < ci.high
 
 

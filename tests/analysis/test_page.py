@@ -1,0 +1,207 @@
+"""The results page of a hand-made preset, rendered in headless Chromium: every claim, table and
+figure is on it, the images that exist load, a missing figure and a table's missing rows read
+"missing" instead of failing, and the runs show their config difference from the base."""
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gfl_repro.analysis import page
+from gfl_repro.analysis.report import to_markdown, write_table
+from gfl_repro.analysis.runs import collect_runs, compare_with_paper
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+ENV = {"git_commit": "0123456789abcdef", "device": "cpu", "processes": 1, "threads": 2,
+       "python": "3.11.7", "platform": "Linux", "packages": {"torch": "2.14.1"}}  # fmt: skip
+CLAIMS = """# The paper's claims at preset `mini`
+
+How the verdicts are reached.
+
+## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**
+
+- `gflv1` 28.0 AP (1 seed)
+- over 3 seeds: mean difference +2.00 AP
+
+## Top-k + Mean is the best input of DGQP (Table 1): **not run yet**
+
+- missing rows: t1_var
+
+## ~2 AP from each transplant of GFLV2 (Table 5)
+
+- `t5_fcos` → `t5_fcos_gflv2`: **within noise**; `t5_fcos` 30.0 AP → `t5_fcos_gflv2` 30.5 AP
+  - seed 0: +0.50 [-0.20, +1.20] (val bootstrap)
+- `t5_atss` → `t5_atss_gflv2`: **not run yet** (missing: t5_atss)
+"""
+
+
+def _run(root: Path, experiment: str, seed: int, quality: str, ap: float | None) -> None:
+    run = root / "mini" / experiment / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": {"quality": {"kind": quality}}}))
+    identity = {"preset": "mini", "experiment": experiment, "seed": seed, "rows": [experiment]}
+    (run / "env.json").write_text(json.dumps({**ENV, **identity}))
+    if ap is not None:  # complete
+        metrics = {m: ap for m in METRICS} | {"train_seconds": 5400.0}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def _results(runs: Path, out: Path) -> None:
+    """main (two complete rows) and table1 (t1_mean started, t1_var never run: missing rows),
+    claims.md, and the figures: Fig. 1b and one extra plot drawn, a corrupt PNG, Fig. 9's PDF
+    and CSV without its PNG."""
+    table = collect_runs(runs / "mini")
+    paper = {"gflv1": {"AP": 40.2}, "gflv2": {"AP": 41.1}, "t1_var": {"AP": 40.7}}
+    for name, rows in (("main", ["gflv1", "gflv2"]), ("table1", ["t1_mean", "t1_var"])):
+        frame = compare_with_paper(table, paper, rows)
+        write_table(frame, out, name, to_markdown(frame, list(METRICS), f"Table {name}"))
+    (out / "claims.md").write_text(CLAIMS)
+    figures = out / "figures"
+    figures.mkdir()
+    for stem, color in (("fig1b_top1_vs_iou", "navy"), ("extra_plot", "orange")):
+        Image.new("RGB", (240, 160), color).save(figures / f"{stem}.png")
+    (figures / "corrupt_plot.png").write_bytes(b"not a png")
+    for ext in ("pdf", "csv"):
+        (figures / f"fig1b_top1_vs_iou.{ext}").write_text("x")
+        (figures / f"fig9_dgqp_input_output.{ext}").write_text("x")
+
+
+class Dom(HTMLParser):
+    """The elements of a dumped DOM as (tag, attributes, text up to the next tag)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.elements: list[list] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append([tag, dict(attrs), ""])
+
+    def handle_data(self, data):
+        if self.elements:
+            self.elements[-1][2] += data
+
+    def find(self, tag: str, **attrs) -> list[dict]:
+        """The attributes of each ``tag`` with ``attrs`` (class_ for class, data_x for data-x)."""
+        want = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
+        return [a for t, a, _ in self.elements if t == tag and want.items() <= a.items()]
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for *_, t in self.elements)
+
+
+def _chromium(url: str, *flags: str, profile: Path) -> str:
+    # The virtual time budget lets the page's load event (the broken-image check) run first.
+    headless = ["--headless", "--disable-gpu", "--no-sandbox", "--virtual-time-budget=5000"]
+    command = [CHROMIUM, *headless, f"--user-data-dir={profile}", *flags, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """(page path, DOM as Chromium renders it, screenshot path) of the hand-made preset, the
+    page written by ``python -m gfl_repro.analysis.page``."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    root = tmp_path_factory.mktemp("page")
+    runs, results = root / "runs", root / "results"
+    for seed, ap in enumerate((0.30, 0.32, 0.31)):
+        _run(runs, "gflv2", seed, "dgqp", ap)
+    _run(runs, "gflv1", 0, "none", 0.28)
+    _run(runs, "t1_mean", 0, "dgqp", None)  # started, not complete
+    _results(runs, results / "mini")
+    argv = ["page", "--preset", "mini", "--runs", str(runs), "--results", str(results)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        page.main()
+    path = results / "mini" / "index.html"
+    dom = Dom(_chromium(path.as_uri(), "--dump-dom", profile=root / "profile"))
+    shot = root / "page.png"
+    _chromium(path.as_uri(), f"--screenshot={shot}", "--window-size=1200,2000", "--hide-scrollbars",
+              profile=root / "profile")  # fmt: skip
+    print(f"screenshot: {shot}")
+    return path, dom, shot
+
+
+def test_page_has_claims_first_with_their_verdicts(rendered):
+    path, dom, _ = rendered
+    sections = [a["id"] for a in dom.find("section")]
+    assert sections == ["claims", "tables", "figures", "runs", "environment"]
+    claims = [a["data-verdict"] for a in dom.find("article")]
+    assert claims == ["supported", "not run yet", "group"]
+    parts = [a["data-verdict"] for a in dom.find("div") if "part" in a.get("class", "")]
+    assert parts == ["within noise", "not run yet"]
+    assert "over 3 seeds: mean difference +2.00 AP" in dom.text
+    assert "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)" in dom.text
+    # Self-contained: no stylesheet or script to fetch, every link relative to the page.
+    assert not dom.find("link") and all("src" not in a for a in dom.find("script"))
+    urls = [a["href"] for a in dom.find("a")] + [a["src"] for a in dom.find("img")]
+    assert urls and not [u for u in urls if ":" in u or u.startswith("/")]
+
+
+def test_every_table_with_its_missing_rows(rendered):
+    _, dom, _ = rendered
+    assert [a["id"] for a in dom.find("div", class_="table")] == ["table-main", "table-table1"]
+    assert len(dom.find("tr", class_="missing")) == 2  # t1_mean (incomplete), t1_var (no run)
+    assert "31.0 ± 1.00" in dom.text and "paper 41.1 (-10.1)" in dom.text  # 30, 32, 31
+    assert "paper 40.7" in dom.text and "missing" in dom.text
+
+
+def test_every_figure_and_no_broken_image(rendered):
+    _, dom, _ = rendered
+    assert dom.find("body", data_images_checked="1"), "the load event did not run"
+    images = {a["alt"]: a["data-broken"] for a in dom.find("img")}
+    assert images == {"fig1b_top1_vs_iou": "0", "extra_plot": "0", "corrupt_plot": "1"}
+    figures = {a["id"][4:]: a["data-missing"] for a in dom.find("figure")}
+    assert set(page.FIGURES) | {"extra_plot", "corrupt_plot"} == set(figures)
+    assert figures["fig1b_top1_vs_iou"] == "0" and figures["fig9_dgqp_input_output"] == "1"
+    assert "missing: fig9_dgqp_input_output.png is not drawn yet" in dom.text
+    links = {a["href"] for a in dom.find("a")}
+    assert {"figures/fig9_dgqp_input_output.pdf", "figures/fig9_dgqp_input_output.csv"} <= links
+
+
+def test_runs_with_their_config_difference_and_environment(rendered):
+    _, dom, shot = rendered
+    assert "model.quality.kind=none" in dom.text and "none (the base)" in dom.text
+    assert "seed 2: 1.50 h (env 1)" in dom.text and "not complete" in dom.text
+    assert "0123456" in dom.text and "torch 2.14.1" in dom.text
+    assert shot.stat().st_size > 10_000
+    with Image.open(shot) as image:
+        assert image.size == (1200, 2000)
+
+
+def test_parse_claims_groups_and_lines():
+    intro, claims = page.parse_claims(CLAIMS)
+    assert intro == "How the verdicts are reached."
+    assert [(c.title, c.verdict) for c in claims][1] == (
+        "Top-k + Mean is the best input of DGQP (Table 1)", "not run yet")  # fmt: skip
+    group = claims[2]
+    assert group.verdict is None
+    assert [p.verdict for p in group.parts] == ["within noise", "not run yet"]
+    assert group.parts[0].lines[1] == "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)"
+    assert group.parts[1].lines == ["(missing: t5_atss)"]
+    assert page.verdict_counts(claims) == {"not run yet": 2, "supported": 1, "within noise": 1}
+
+
+def test_config_diff_as_set_items():
+    base = page.flatten({"model": {"quality": {"kind": "dgqp", "statistics": ["topk", "mean"]}},
+                         "runtime": {"amp": "none"}})  # fmt: skip
+    mine = page.flatten({"model": {"quality": {"kind": "dgqp", "statistics": ["topk"]}},
+                         "data": {"flip": True}})  # fmt: skip
+    assert page.config_diff(mine, base) == ["model.quality.statistics=topk", "data.flip=true",
+                                            "runtime.amp absent"]  # fmt: skip
+
+
+def test_a_preset_with_nothing_yet_renders_as_missing(tmp_path):
+    text = page.build_page(tmp_path / "runs", tmp_path / "results", "mini").read_text()
+    assert "missing: no claims.md in this results folder yet" in text
+    assert "missing: no table in this results folder yet" in text
+    assert "missing: no run folder yet" in text
+    assert text.count('data-missing="1"') == len(page.FIGURES)
