@@ -3,8 +3,9 @@
 python analysis/figures.py --preset mini [--runs runs] [--results results] [--boot 200]
     [--example-images 100]
 
-Figs. 1c/d and 7 run the checkpoints of the first gflv2 (and gflv1) seed over the first
---example-images val images.
+Figs. 1c/d and 7 draw from RUN/examples/ of the first gflv2 (and gflv1) seed; where a run has
+a checkpoint but no examples, or examples of another checkpoint or number of images, the probe
+(gfl_repro.engine.examples) first runs it over the first --example-images val images.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import pandas as pd
 from experiments.claims import claims
 from gfl_repro.analysis import examples, figures
 from gfl_repro.analysis.runs import collect_runs, val_annotations
-from gfl_repro.engine.checkpoint import latest_checkpoint
+from gfl_repro.engine.examples import EXAMPLE_IMAGES, first_with_examples
 from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.engine.runs import RunFolder
 from gfl_repro.io import atomic_write_text
@@ -26,29 +27,24 @@ def first_dump(runs_dir: Path, experiment: str) -> Path | None:
     return dumps[0].parent if dumps else None
 
 
-def first_checkpointed(runs_dir: Path, experiment: str) -> Path | None:
-    runs = [r for r in sorted((runs_dir / experiment).glob("seed*/")) if latest_checkpoint(r)]
-    return runs[0] if runs else None
-
-
 def example_figures(runs_dir: Path, out: Path, max_images: int) -> tuple[list[Path], list[str]]:
     """Figs. 1c/d (first gflv2 seed) and 7 (first gflv1 and gflv2 seeds): written paths and
     skip reasons."""
-    v1, v2 = first_checkpointed(runs_dir, "gflv1"), first_checkpointed(runs_dir, "gflv2")
+    v1, v2 = (first_with_examples(runs_dir, e, max_images) for e in ("gflv1", "gflv2"))
     written, skipped = [], []
     # ValueError: e.g. no detection in the images looked through
     if v2 is None:
-        skipped.append("fig1cd: no gflv2 run folder with a checkpoint")
+        skipped.append("fig1cd: no gflv2 run folder with a checkpoint or examples")
     else:
         try:
-            written += examples.fig1cd(v2, out, max_images)
+            written += examples.fig1cd(v2, out)
         except ValueError as err:
             skipped.append(f"fig1cd: {err}")
     if v1 is None or v2 is None:
-        skipped.append("fig7: needs gflv1 and gflv2 run folders with a checkpoint")
+        skipped.append("fig7: needs gflv1 and gflv2 run folders with a checkpoint or examples")
     else:
         try:
-            written += examples.fig7(v1, v2, out, max_images=max_images)
+            written += examples.fig7(v1, v2, out)
         except ValueError as err:
             skipped.append(f"fig7: {err}")
     return written, skipped
@@ -61,7 +57,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--ann-file", type=Path, default=None)
     parser.add_argument("--boot", type=int, default=200, help="bootstrap resamples per AP pair")
-    parser.add_argument("--example-images", type=int, default=examples.EXAMPLE_IMAGES,
+    parser.add_argument("--example-images", type=int, default=EXAMPLE_IMAGES,
                         help="val images looked through for Figs. 1c/d and 7")  # fmt: skip
     args = parser.parse_args()
     runs_dir, out = args.runs / args.preset, args.results / args.preset / "figures"

@@ -1,18 +1,15 @@
-"""Figs. 1c/d and 7: val images with what a trained run's model predicts on them.
+"""Figs. 1c/d and 7 drawn from run folders: what a trained run's model predicted on its first
+val images, as the probe ``gfl_repro.engine.examples`` wrote it into ``RUN/examples/``. No model
+is run here; the choices (which detections, which image and gt) are made from those tables.
 
-Legend: P priors over all levels, Q priors kept per level, D candidates (a kept prior and a class
-above the score threshold, before NMS), S detections after NMS, M gt boxes, C classes,
+Legend: D candidates of an image (before NMS), S detections (after NMS), M gt boxes,
 n = reg_max (n + 1 bins).
 
-These figures need per-image outputs that no run folder holds, so, as ``lqe.run_lqe`` does, they
-rebuild the run's model from its resolved config and latest checkpoint and run it over the first
-val images, loaded and batched as evaluation does. Boxes are in pixels of the resized image the
-network saw (the frame of a val batch's gt boxes), so a side distribution's bin times its stride is
-a distance on the drawn image.
+Boxes are in pixels of the resized image the network saw, saved beside them, so a side
+distribution's bin times its stride is a distance on the drawn image.
 """
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,113 +20,85 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from torch import Tensor  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from gfl_repro.analysis.figures import save  # noqa: E402
-from gfl_repro.config import Config  # noqa: E402
-from gfl_repro.data.coco import CocoDetection  # noqa: E402
-from gfl_repro.data.transforms import MEAN, STD  # noqa: E402
-from gfl_repro.engine import lqe  # noqa: E402
-from gfl_repro.engine.data import val_loader  # noqa: E402
-from gfl_repro.engine.distributed import DistInfo  # noqa: E402
-from gfl_repro.engine.lqe import SIDES, _to  # noqa: E402
-from gfl_repro.models.box_coding import Priors, box_iou, distance2bbox  # noqa: E402
-from gfl_repro.models.detector import Detector  # noqa: E402
-from gfl_repro.models.heads.gfl import GFLHead, HeadOutput  # noqa: E402
-from gfl_repro.models.postprocess import multiclass_nms, topk_per_level  # noqa: E402
+from gfl_repro.engine.examples import BOX_COLS, GT_COLS, image_path  # noqa: E402
+from gfl_repro.engine.lqe import SIDES  # noqa: E402
+from gfl_repro.engine.runs import RunFolder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 MATCH_IOU = 0.5  # a detection matches a same-class gt from this IoU on
 MIN_SCORE = 0.3  # an example is a confident detection
 TOP_SCORES = 4  # Fig. 7 writes the four best scores on their boxes
-EXAMPLE_IMAGES = 100  # val images looked through by default
 PRED_COLOR, GT_COLOR = "lime", "white"  # the paper's colours
-BOX_COLS = ["x1", "y1", "x2", "y2"]
-GT_COLS = ["gx1", "gy1", "gx2", "gy2"]
 SIDE_NAMES = dict(zip(SIDES, ("left", "top", "right", "bottom"), strict=True))
 OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]  # white on light pixels
 
 
-# --- a run's model on its val images -----------------------------------------------------------
-
-
-def load_run_model(
-    run_dir: str | Path, device: torch.device | str = "cpu"
-) -> tuple[Config, Detector]:
-    """The resolved config of a run folder and its GFL model at the latest checkpoint, frozen."""
-    cfg, model = lqe.load_run_model(run_dir)
-    if not isinstance(model.head, GFLHead):
-        raise TypeError(f"{run_dir}: needs a GFL head, got {type(model.head).__name__}")
-    return cfg, model.to(device).eval().requires_grad_(False)
-
-
-def val_outputs(
-    cfg: Config, model: Detector, limit: int | None, device: torch.device | str = "cpu"
-) -> Iterator[tuple[dict, HeadOutput, Priors, int]]:
-    """Per val image in loader order, the first ``limit`` (all for None): its target, the head
-    output and priors of its batch, and its index in the batch. The model is frozen, so no
-    autograd graph is built without a no_grad block (which a generator could not scope)."""
-    seen = 0
-    for images, targets in val_loader(cfg.data, DistInfo()):
-        out = model(images.to(device))
-        priors = model.priors(out)
-        for i, target in enumerate(targets):
-            if limit is not None and seen >= limit:
-                return
-            seen += 1
-            yield _to(target, device), out, priors, i
-
-
-def resized_image(dataset: CocoDetection, image_id: int) -> np.ndarray:
-    """(h, w, 3) uint8: an image of the val set (``val_loader(...).dataset``) as the network saw
-    it (resized, padding cut off)."""
-    index = next(k for k, r in enumerate(dataset.records) if r.image_id == image_id)
-    image, target = dataset[index]  # (3, H, W) normalised and padded
-    h, w = target["img_shape"]
-    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
-    pixels = (image[:, :h, :w] * std + mean).clamp(0, 255).round().to(torch.uint8)  # (3, h, w)
-    return pixels.permute(1, 2, 0).numpy()
+# --- a run folder's examples -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """One image's candidates before NMS, formed as ``GFLHead.predict`` forms them (resized
-    image's pixels instead of the original's)."""
+class Examples:
+    """The examples of one run folder (see ``gfl_repro.engine.examples`` for the columns)."""
 
-    prior: Tensor  # (D,) index into the P priors
-    label: Tensor  # (D,)
-    box: Tensor  # (D, 4) xyxy pixels
-    score: Tensor  # (D,) joint score J at the label
-    kept: Tensor  # (D,) bool: survives NMS, i.e. is a final detection
+    run: RunFolder
+    info: dict  # examples.json
+    detections: pd.DataFrame  # (S, columns)
+    probability: np.ndarray | None  # (S, 4, n + 1), None for a dirac box
+    candidates: pd.DataFrame  # (D over the images, columns)
+    gt: pd.DataFrame  # (M over the images, columns)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """The images looked through, in loader order."""
+        return [int(image["image_id"]) for image in self.info["images"]]
+
+    def candidates_of(self, image_id: int) -> pd.DataFrame:
+        return self.candidates[self.candidates["image_id"] == image_id].reset_index(drop=True)
+
+    def gt_of(self, image_id: int) -> pd.DataFrame:
+        return self.gt[self.gt["image_id"] == image_id].reset_index(drop=True)
+
+    def image(self, image_id: int) -> np.ndarray:
+        """(h, w, 3) uint8: the image as the network saw it."""
+        with Image.open(image_path(self.run.path, image_id)) as image:
+            return np.asarray(image.convert("RGB"))
 
 
-def candidates(
-    model: Detector, out: HeadOutput, priors: Priors, i: int, img_shape: tuple[int, int]
-) -> Candidates:
-    """Image ``i`` of a batch's candidates, with the prior of each and whether NMS keeps it."""
-    head, cfg = model.head, model.inference
-    keep = topk_per_level(out.scores[i], priors.num_per_level, cfg.nms_pre)  # (Q,)
-    dist = head.distances(out.reg[i, keep]) * priors.strides[keep, None]  # (Q, 4) pixels
-    boxes = distance2bbox(priors.points[keep], dist, tuple(img_shape))  # (Q, 4)
-    scores = out.scores[i, keep]  # (Q, C)
-    rows, labels = torch.nonzero(scores > cfg.score_thr, as_tuple=True)  # (D,), (D,)
-    _, _, det_labels, det_rows = multiclass_nms(boxes, scores, cfg, return_index=True)  # (S,)
-    c = scores.shape[1]
-    kept = torch.isin(rows * c + labels, det_rows * c + det_labels)  # (D,) (row, class) pairs
-    return Candidates(keep[rows], labels, boxes[rows], scores[rows, labels], kept)
+def load_examples(run_dir: str | Path) -> Examples:
+    """The examples that ``gfl_repro.engine.examples.write_examples`` wrote into a run folder."""
+    run = RunFolder(run_dir)
+    info = run.read(RunFolder.EXAMPLES_INFO)
+    if not info:
+        raise FileNotFoundError(
+            f"no {RunFolder.EXAMPLES_INFO} in {run.path}: run the probe first "
+            "(gfl_repro.engine.examples.write_examples; analysis/figures.py runs it)"
+        )
+    dist = run / RunFolder.EXAMPLES_DISTRIBUTIONS
+    probability = None
+    if info["box"] == "distribution":
+        with np.load(dist, allow_pickle=False) as z:
+            probability = z["probability"]
+    tables = (RunFolder.EXAMPLES_DETECTIONS, RunFolder.EXAMPLES_CANDIDATES, RunFolder.EXAMPLES_GT)
+    detections, cands, gt = (pd.read_csv(run / name) for name in tables)
+    return Examples(run, info, detections, probability, cands, gt)
 
 
-def match(boxes: Tensor, labels: Tensor, target: dict) -> tuple[Tensor, Tensor]:
-    """IoU (S,) of each box with its best same-class gt and that gt's index (S,), -1 without."""
-    ious = box_iou(boxes, target["boxes"].to(boxes))  # (S, M)
-    ious = torch.where(labels[:, None] == target["labels"][None, :], ious, 0.0)  # (S, M)
-    ious = torch.cat([ious, ious.new_zeros(len(boxes), 1)], dim=1)  # (S, M + 1)
-    iou, gt = ious.max(dim=1)  # (S,), (S,)
-    return iou, torch.where(iou > 0, gt, -1)
+def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Pairwise IoU (N, 4) x (M, 4) -> (N, M) of xyxy boxes, the union clamped at eps as
+    ``models.box_coding.box_iou`` does."""
+    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]  # (N, M)
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])  # (N,)
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])  # (M,)
+    return inter / np.maximum(area1[:, None] + area2[None, :] - inter, eps)
 
 
 def _crop(ax: plt.Axes, image: np.ndarray, boxes: np.ndarray, margin: float = 0.5) -> None:
@@ -154,36 +123,6 @@ def _box(ax: plt.Axes, box, color: str, lw: float = 1.5) -> None:
 
 
 # --- Fig. 1c/d: a sharp and a flat side distribution ------------------------------------------
-
-
-def detections_with_distributions(
-    cfg: Config, model: Detector, max_images: int, device: torch.device | str = "cpu"
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Every detection after NMS in the first ``max_images`` val images: a table (image_id,
-    label, score, iou and gx1..gy2 of its best same-class gt (0 and NaN without), top1_mean,
-    stride, px, py of its prior, x1..y2) and its side distributions (S, 4, n + 1)."""
-    if model.head.box != "distribution":
-        raise ValueError(f"side distributions need head.box 'distribution', not {model.head.box!r}")
-    n = model.head.reg_max
-    parts, probs = [], []
-    for target, out, priors, i in val_outputs(cfg, model, max_images, device):
-        c = candidates(model, out, priors, i, target["img_shape"])
-        prior, label, box = c.prior[c.kept], c.label[c.kept], c.box[c.kept]  # (S,), (S,), (S, 4)
-        iou, gt = match(box, label, target)  # (S,), (S,)
-        no_gt = box.new_full((1, 4), float("nan"))
-        gt_box = torch.cat([target["boxes"].to(box), no_gt])[gt]  # (S, 4); -1 picks the NaN row
-        prob = out.reg[i, prior].reshape(-1, 4, n + 1).softmax(dim=-1)  # (S, 4, n+1)
-        cols = {"image_id": torch.full_like(label, int(target["image_id"])), "label": label,
-                "score": c.score[c.kept], "iou": iou,
-                "top1_mean": prob.amax(dim=-1).mean(dim=1), "stride": priors.strides[prior],
-                "px": priors.points[prior, 0], "py": priors.points[prior, 1]}  # fmt: skip
-        cols.update({k: box[:, j] for j, k in enumerate(BOX_COLS)})
-        cols.update({k: gt_box[:, j] for j, k in enumerate(GT_COLS)})
-        parts.append(pd.DataFrame({k: v.cpu().numpy() for k, v in cols.items()}))
-        probs.append(prob.cpu().numpy())
-    if not parts:
-        return pd.DataFrame(), np.zeros((0, 4, n + 1))
-    return pd.concat(parts, ignore_index=True), np.concatenate(probs)
 
 
 def pick_sharp_flat(dets: pd.DataFrame) -> tuple[int, int, str]:
@@ -261,129 +200,114 @@ def draw_fig1cd(table: pd.DataFrame, images: dict[int, np.ndarray]) -> plt.Figur
     return fig
 
 
-def fig1cd(
-    run_dir: str | Path,
-    out_dir: str | Path,
-    max_images: int = EXAMPLE_IMAGES,
-    device: torch.device | str = "cpu",
-) -> list[Path]:
+def fig1cd(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Fig. 1c/d: the detections of sharpest and flattest side distributions (highest and lowest
-    mean top-1) among the first ``max_images`` val images' matched confident detections of a
-    GFL run, with their boxes, gt and four side distributions."""
-    cfg, model = load_run_model(run_dir, device)
-    dets, probs = detections_with_distributions(cfg, model, max_images, device)
-    sharp, flat, rule = pick_sharp_flat(dets)
-    dataset = val_loader(cfg.data, DistInfo()).dataset
+    mean top-1) among the matched confident detections of a GFL run's examples, with their
+    boxes, gt and four side distributions."""
+    ex = load_examples(run_dir)
+    if ex.probability is None:
+        raise ValueError(f"side distributions need head.box 'distribution', not {ex.info['box']!r}")
+    sharp, flat, rule = pick_sharp_flat(ex.detections)
     picks = {"sharp": sharp, "flat": flat}
-    table = distribution_table(dets, probs, picks, rule, dataset.class_names)
-    images = {i: resized_image(dataset, i) for i in table["image_id"].unique()}
+    table = distribution_table(ex.detections, ex.probability, picks, rule, ex.info["class_names"])
+    images = {i: ex.image(int(i)) for i in table["image_id"].unique()}
     return save(draw_fig1cd(table, images), table, out_dir, "fig1cd_distributions")
 
 
 # --- Fig. 7: boxes before and after NMS, GFLV1 beside GFLV2 ------------------------------------
 
 
-def gt_confidence(c: Candidates, target: dict) -> Tensor:
-    """(M,) per gt, the best score of the detections matching it (same class, IoU >= 0.5), 0
-    without."""
-    ious = box_iou(c.box, target["boxes"].to(c.box))  # (D, M)
-    same = c.label[:, None] == target["labels"][None, :]  # (D, M)
-    ok = (ious >= MATCH_IOU) & same & c.kept[:, None]  # (D, M)
-    scores = torch.where(ok, c.score[:, None], 0.0)  # (D, M)
-    return torch.cat([scores, scores.new_zeros(1, scores.shape[1])]).amax(dim=0)  # (M,)
+def gt_confidence(cands: pd.DataFrame, gt: pd.DataFrame) -> np.ndarray:
+    """(M,) per gt of an image, the best score of the detections matching it (same class,
+    IoU >= 0.5), 0 without."""
+    ious = box_iou(cands[BOX_COLS].to_numpy(float), gt[GT_COLS].to_numpy(float))  # (D, M)
+    same = cands["label"].to_numpy()[:, None] == gt["label"].to_numpy()[None, :]  # (D, M)
+    ok = (ious >= MATCH_IOU) & same & cands["kept"].to_numpy(bool)[:, None]  # (D, M)
+    scores = np.where(ok, cands["score"].to_numpy(float)[:, None], 0.0)  # (D, M)
+    return scores.max(axis=0, initial=0.0)  # (M,)
 
 
-def nms_region(c: Candidates, target: dict, gt: int, iou_thr: float) -> Tensor:
-    """Mask (D,) of the candidates NMS weighs against the model's top detection of gt ``gt``:
-    that detection (the best-scoring match of the gt, else the same-class detection overlapping
-    it most) and every same-class candidate overlapping it by more than ``iou_thr``."""
-    same = c.label == target["labels"][gt]  # (D,)
-    iou_gt = box_iou(c.box, target["boxes"][gt, None].to(c.box))[:, 0]  # (D,)
-    dets = torch.nonzero(same & c.kept).squeeze(1)  # (S',)
+def nms_region(cands: pd.DataFrame, gt: pd.Series, iou_thr: float) -> np.ndarray:
+    """Mask (D,) of an image's candidates that NMS weighs against the model's top detection of
+    gt ``gt`` (a row of gt.csv): that detection (the best-scoring match of the gt, else the
+    same-class detection overlapping it most) and every same-class candidate overlapping it by
+    more than ``iou_thr``."""
+    boxes, score = cands[BOX_COLS].to_numpy(float), cands["score"].to_numpy(float)  # (D, 4), (D,)
+    same = cands["label"].to_numpy() == gt["label"]  # (D,)
+    iou_gt = box_iou(boxes, gt[GT_COLS].to_numpy(float)[None])[:, 0]  # (D,)
+    dets = np.flatnonzero(same & cands["kept"].to_numpy(bool))  # (S',)
     if len(dets) == 0:
-        return torch.zeros_like(same)
+        return np.zeros_like(same)
     matched = dets[iou_gt[dets] >= MATCH_IOU]
-    top = matched[c.score[matched].argmax()] if len(matched) else dets[iou_gt[dets].argmax()]
-    region = same & (box_iou(c.box, c.box[top, None])[:, 0] > iou_thr)  # (D,)
+    top = matched[score[matched].argmax()] if len(matched) else dets[iou_gt[dets].argmax()]
+    region = same & (box_iou(boxes, boxes[top, None])[:, 0] > iou_thr)  # (D,)
     region[top] = True
     return region
 
 
-def paired_candidates(
-    runs: dict[str, tuple[Config, Detector]], limit: int | None, device: torch.device | str
-) -> Iterator[tuple[dict, dict[str, Candidates]]]:
-    """Per val image, the first ``limit``: its target and every run's candidates on it."""
-    streams = [val_outputs(cfg, model, limit, device) for cfg, model in runs.values()]
-    for items in zip(*streams, strict=True):
-        if len({int(t["image_id"]) for t, *_ in items}) != 1:
-            raise ValueError(f"the runs {list(runs)} do not share a val set")
-        target, cands = items[0][0], {}
-        for (name, (_, model)), (_, out, priors, i) in zip(runs.items(), items, strict=True):
-            cands[name] = candidates(model, out, priors, i, target["img_shape"])
-        yield target, cands
+def shared_images(runs: dict[str, Examples]) -> list[int]:
+    """The images every run's examples looked through, in loader order (the runs' lists agree
+    on their common length, else they do not share a val set)."""
+    lists = [ex.image_ids for ex in runs.values()]
+    n = min(len(ids) for ids in lists)
+    if any(ids[:n] != lists[0][:n] for ids in lists):
+        raise ValueError(f"the runs {list(runs)} do not share a val set")
+    return lists[0][:n]
 
 
 def choose_nms_example(
-    runs: dict[str, tuple[Config, Detector]],
-    image_id: int | None,
-    max_images: int,
-    device: torch.device | str = "cpu",
-) -> tuple[dict, int, dict[str, Candidates], str]:
-    """The image (``image_id``, else the first of the first ``max_images`` val images with a gt
-    that every run detects with score >= 0.3, else the one closest to that), its gt whose weakest
-    run's detection scores highest, each run's candidates on it, and the rule it was chosen by."""
-    best = None  # (confidence, target, gt, candidates)
-    limit = max_images if image_id is None else None
-    for target, cands in paired_candidates(runs, limit, device):
-        if image_id is not None and int(target["image_id"]) != image_id:
-            continue
-        conf = torch.stack([gt_confidence(c, target) for c in cands.values()]).amin(dim=0)  # (M,)
+    runs: dict[str, Examples], image_id: int | None = None
+) -> tuple[int, int, str]:
+    """The image (``image_id``, else the first of the shared images with a gt that every run
+    detects with score >= 0.3, else the one closest to that), its gt (index in gt.csv's rows of
+    the image) whose weakest run's detection scores highest, and the rule it was chosen by."""
+    ids = shared_images(runs)
+    if image_id is not None and image_id not in ids:
+        raise ValueError(f"image {image_id} is not among the {len(ids)} val images of the examples")
+    best = None  # (confidence, image, gt)
+    for i in [image_id] if image_id is not None else ids:
+        per_run = [gt_confidence(ex.candidates_of(i), ex.gt_of(i)) for ex in runs.values()]
+        conf = np.min(per_run, axis=0)  # (M,) the weakest run's confidence per gt
         if len(conf) and (best is None or conf.max() > best[0]):
-            best = (float(conf.max()), target, int(conf.argmax()), cands)
-        if image_id is not None or (best is not None and best[0] >= MIN_SCORE):
+            best = (float(conf.max()), i, int(conf.argmax()))
+        if best is not None and best[0] >= MIN_SCORE:
             break
     if best is None:
-        where = f"the first {max_images} val images" if image_id is None else f"image {image_id}"
+        where = f"the first {len(ids)} val images" if image_id is None else f"image {image_id}"
         raise ValueError(f"no gt box in {where}")
     rule = f"first with score >= {MIN_SCORE}" if image_id is None else f"image {image_id} as asked"
     if image_id is None and best[0] < MIN_SCORE:
-        rule = f"fallback, none with score >= {MIN_SCORE}: best of the first {max_images}"
+        rule = f"fallback, none with score >= {MIN_SCORE}: best of the first {len(ids)}"
         log.warning("Fig. 7 image: %s", rule)
-    return best[1], best[2], best[3], rule
+    return best[1], best[2], rule
 
 
-def nms_table(
-    runs: dict[str, tuple[Config, Detector]],
-    cands: dict[str, Candidates],
-    target: dict,
-    gt: int,
-    rule: str,
-    class_names: list[str],
-) -> pd.DataFrame:
-    """One row per run, stage (before | after NMS) and box of the NMS region: model, stage,
-    rank (by score before NMS), top4 (its score is written on the figure), x1..y2, score, label,
-    class, iou_gt, and the image, gt box and rule."""
+def nms_table(runs: dict[str, Examples], image_id: int, gt: int, rule: str) -> pd.DataFrame:
+    """One row per run, stage (before | after NMS) and box of the NMS region around gt ``gt`` of
+    image ``image_id``: model, stage, rank (by score before NMS), top4 (its score is written on
+    the figure), x1..y2, score, label, class, iou_gt, and the image, gt box and rule."""
+    first = next(iter(runs.values()))
+    gt_row, names = first.gt_of(image_id).iloc[gt], first.info["class_names"]
     parts = []
-    for name, c in cands.items():
-        region = nms_region(c, target, gt, runs[name][1].inference.iou_thr)  # (D,)
-        order = torch.argsort(c.score[region], descending=True)  # (R,)
-        idx = torch.nonzero(region).squeeze(1)[order]  # (R,) by score
-        iou_gt = box_iou(c.box[idx], target["boxes"][gt, None].to(c.box))[:, 0]  # (R,)
-        before = pd.DataFrame({"model": name, "stage": "before", "rank": np.arange(len(idx)),
-                               "score": c.score[idx].cpu().numpy(),
-                               "label": c.label[idx].cpu().numpy(),
-                               "iou_gt": iou_gt.cpu().numpy(),
-                               "kept": c.kept[idx].cpu().numpy()})  # fmt: skip
-        before[BOX_COLS] = c.box[idx].cpu().numpy()
+    for name, ex in runs.items():
+        cands = ex.candidates_of(image_id)
+        region = cands[nms_region(cands, gt_row, ex.info["iou_thr"])]
+        region = region.sort_values("score", ascending=False, kind="stable")  # (R, columns)
+        iou_gt = box_iou(region[BOX_COLS].to_numpy(float), gt_row[GT_COLS].to_numpy(float)[None])
+        before = pd.DataFrame({"model": name, "stage": "before", "rank": np.arange(len(region)),
+                               "score": region["score"].to_numpy(),
+                               "label": region["label"].to_numpy(), "iou_gt": iou_gt[:, 0],
+                               "kept": region["kept"].to_numpy(bool)})  # fmt: skip
+        before[BOX_COLS] = region[BOX_COLS].to_numpy()
         after = before[before["kept"]].assign(stage="after")
         for stage in (before, after):
             stage["top4"] = np.arange(len(stage)) < TOP_SCORES
         parts += [before.drop(columns="kept"), after.drop(columns="kept")]
     table = pd.concat(parts, ignore_index=True)
-    table["class"] = [class_names[int(k)] for k in table["label"]]
-    table["image_id"] = int(target["image_id"])
-    table[GT_COLS] = target["boxes"][gt].cpu().numpy()
-    table["gt_class"] = class_names[int(target["labels"][gt])]
+    table["class"] = [names[int(k)] for k in table["label"]]
+    table["image_id"] = image_id
+    table[GT_COLS] = gt_row[GT_COLS].to_numpy(float)
+    table["gt_class"] = names[int(gt_row["label"])]
     table["rule"] = rule
     return table
 
@@ -415,18 +339,12 @@ def draw_fig7(table: pd.DataFrame, image: np.ndarray) -> plt.Figure:
 
 
 def fig7(
-    gflv1_run: str | Path,
-    gflv2_run: str | Path,
-    out_dir: str | Path,
-    image_id: int | None = None,
-    max_images: int = EXAMPLE_IMAGES,
-    device: torch.device | str = "cpu",
+    gflv1_run: str | Path, gflv2_run: str | Path, out_dir: str | Path, image_id: int | None = None
 ) -> list[Path]:
-    """Fig. 7: on one val image, GFLV1's and GFLV2's candidates around one gt before NMS and
-    what NMS keeps of them, with their top-4 joint scores J (the score NMS ranks by)."""
-    runs = {"GFLV1": load_run_model(gflv1_run, device), "GFLV2": load_run_model(gflv2_run, device)}
-    target, gt, cands, rule = choose_nms_example(runs, image_id, max_images, device)
-    dataset = val_loader(runs["GFLV2"][0].data, DistInfo()).dataset
-    table = nms_table(runs, cands, target, gt, rule, dataset.class_names)
-    image = resized_image(dataset, int(target["image_id"]))
-    return save(draw_fig7(table, image), table, out_dir, "fig7_nms")
+    """Fig. 7: on one val image of both runs' examples, GFLV1's and GFLV2's candidates around
+    one gt before NMS and what NMS keeps of them, with their top-4 joint scores J (the score NMS
+    ranks by)."""
+    runs = {"GFLV1": load_examples(gflv1_run), "GFLV2": load_examples(gflv2_run)}
+    image_id, gt, rule = choose_nms_example(runs, image_id)
+    table = nms_table(runs, image_id, gt, rule)
+    return save(draw_fig7(table, runs["GFLV2"].image(image_id)), table, out_dir, "fig7_nms")

@@ -32,7 +32,7 @@ class RunFolder:
     ``train.log``, checkpoints ``iter_N.pth``, ``lqe.npz``, ``detections.json``,
     ``per_class_ap.csv``, ``diagnostics.json`` and, last, ``metrics.json``, which marks the run
     complete. Later: ``bench_model.json`` (gfl-repro bench-model), ``test/<checkpoint>/``
-    (gfl-repro test).
+    (gfl-repro test), ``examples/`` (``engine.examples``: per-image outputs for Figs. 1c/d, 7).
     """
 
     CONFIG = "config.json"
@@ -45,6 +45,13 @@ class RunFolder:
     DIAGNOSTICS = "diagnostics.json"
     LQE = "lqe"  # lqe.npz (the positives protocol), lqe_<protocol>.npz otherwise
     BENCH = "bench_model.json"
+    # examples/ (engine.examples, for Figs. 1c/d and 7); examples.json is written last
+    EXAMPLES_INFO = "examples/examples.json"
+    EXAMPLES_DETECTIONS = "examples/detections.csv"
+    EXAMPLES_DISTRIBUTIONS = "examples/distributions.npz"
+    EXAMPLES_CANDIDATES = "examples/candidates.csv"
+    EXAMPLES_GT = "examples/gt.csv"
+    EXAMPLES_IMAGES = "examples/images"  # <image_id>.jpg
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
