@@ -6,8 +6,10 @@ small diffs of them.
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from gfl_repro.data.mini import CATEGORIES as MINI_CATEGORIES
+from gfl_repro.data.mini import Variant
 from gfl_repro.errors import ToolkitError
 from gfl_repro.models.fpn import EXTRA_SOURCES
 from gfl_repro.models.heads.gfl import BOX_KINDS
@@ -150,11 +152,23 @@ class DataConfig:
     images_per_process: int = 2
     val_images_per_process: int = 1  # the official test is batch 1; batching pads differently
     workers: int = 2
-    # The built-in dataset: generated into root when absent.
+    # The built-in dataset: generated into root when absent (see gfl_repro.data.mini.Variant for
+    # the last three: the categories drawn, the share coloured by category, the smallest side).
     mini_train: int = 3000
     mini_val: int = 500
     mini_size: int = 320
     mini_seed: int = 0
+    mini_classes: tuple[str, ...] = MINI_CATEGORIES
+    mini_class_colour: float = 0.0
+    mini_min_side: float = 0.04
+
+    def mini_variant(self) -> Variant:
+        return Variant(self.mini_classes, self.mini_class_colour, self.mini_min_side)
+
+    def mini_spec(self) -> dict:
+        """What the built-in set at root must have been generated with (its stats.json spec)."""
+        return {"seed": self.mini_seed, "n_train": self.mini_train, "n_val": self.mini_val,
+                "size": self.mini_size, **asdict(self.mini_variant())}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -243,6 +257,8 @@ RANGES = {
     "data.mini_train": AT_LEAST_1,
     "data.mini_val": AT_LEAST_1,
     "data.mini_size": (32, INF, True, True),
+    "data.mini_class_colour": (0, 1, True, True),
+    "data.mini_min_side": (0, 0.75, False, False),
     "schedule.epochs": AT_LEAST_1,
     "schedule.lr": POSITIVE,
     "schedule.base_batch": AT_LEAST_1,
@@ -302,6 +318,17 @@ def _check_combinations(cfg: Config) -> None:
             f"model.head.gn_groups={h.gn_groups} must divide model.head.feat_channels="
             f"{h.feat_channels}"
         )
+    d = cfg.data
+    if d.dataset == "mini":
+        try:
+            d.mini_variant()
+        except ValueError as err:
+            raise ConfigError(f"data.mini_classes: {err}") from None
+        if m.num_classes != len(d.mini_classes):
+            raise ConfigError(
+                f"model.num_classes={m.num_classes} but data.mini_classes has "
+                f"{len(d.mini_classes)} categories: set model.num_classes={len(d.mini_classes)}"
+            )
     s = cfg.schedule
     if s.steps and s.steps[-1] > s.epochs:
         raise ConfigError(f"schedule.steps={s.steps}: a step after schedule.epochs={s.epochs}")

@@ -21,7 +21,8 @@ BAD = {
     "model.inference.iou_thr": "0", "model.inference.max_per_img": "0",
     "data.train_scale": "320,0", "data.test_scale": "0,320", "data.short_range": "0,480",
     "data.images_per_process": "0", "data.val_images_per_process": "0", "data.workers": "-1",
-    "data.mini_train": "0", "data.mini_val": "0", "data.mini_size": "16", "schedule.epochs": "0",
+    "data.mini_train": "0", "data.mini_val": "0", "data.mini_size": "16",
+    "data.mini_class_colour": "1.5", "data.mini_min_side": "0", "schedule.epochs": "0",
     "schedule.lr": "0", "schedule.base_batch": "0", "schedule.momentum": "-0.9",
     "schedule.weight_decay": "-0.0001", "schedule.warmup_iters": "-1",
     "schedule.warmup_ratio": "0", "schedule.steps": "0,5", "schedule.gamma": "1.5",
@@ -58,6 +59,8 @@ def test_each_numeric_range_is_checked_with_the_bad_value_named(key):
         (["model.pretrained=imagenet"], "no pretrained weights"),
         (["model.head.gn_groups=5"], "must divide model.head.feat_channels=64"),
         (["schedule.steps=4,7"], "a step after schedule.epochs=6"),
+        (["data.mini_classes=ring,star,arrow"], "model.num_classes=12 but data.mini_classes has 3"),
+        (["data.mini_classes=ring,blob", "model.num_classes=2"], "data.mini_classes: classes"),
     ],
 )
 def test_each_bad_combination_fails_at_config_build(items, message):

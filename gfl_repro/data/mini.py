@@ -7,29 +7,34 @@
     out_dir/stats.json
 
 Twelve categories told apart by shape only (colour and texture are drawn independently of the
-class). Objects are 0.04 to 0.75 of the image side (log-uniform), rotated and aspect-jittered, drawn
-in order so that later objects cover earlier ones; an object's box is the extent of its visible
-pixels (of the sharp shape) and an object with less than ``MIN_VISIBLE`` of its shape visible is
-left unannotated. About a third of the objects have soft edges (blurred, or low contrast against
-the local background) so that where an edge lies is uncertain. Backgrounds mix gradients, noise at
-two scales, lines and distractor strokes that belong to no category.
+class). Objects are 0.04 to 0.75 of the image side (log-uniform), rotated and aspect-jittered,
+drawn in order so that later objects cover earlier ones; an object's box is the extent of its
+visible pixels (of the sharp shape) and an object with less than ``MIN_VISIBLE`` of its shape
+visible is left unannotated. About a third of the objects have soft edges (blurred, or low
+contrast against the local background) so that where an edge lies is uncertain. Backgrounds mix
+gradients, noise at two scales, lines and distractor strokes that belong to no category.
+
+A ``Variant`` changes what the regime search of ``docs/differences.md`` may change: which
+categories are drawn, how many objects take their category's own hue, the smallest object side.
+The default variant draws exactly the set described above.
 
 Each image is drawn from its own generator seeded by (seed, split, index), so the result does not
 depend on the number of worker processes, and the json files are byte-identical for a seed.
 """
 
+import colorsys
 import json
 import logging
 import multiprocessing
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from gfl_repro.data.coco import CocoDetection, Transform
+from gfl_repro.data.coco import CocoDetection, DatasetError, Transform
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,33 @@ MAX_OBJECTS = 15
 SUPERSAMPLE = 2  # shape masks are drawn at 2x and box-filtered down (anti-aliased edges)
 JPEG_QUALITY = 90
 SIZE_BINS = (0, 32, 64, 128, 256)  # box sqrt-area histogram edges in pixels, last bin open
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The generator's knobs beyond seed, counts and image size; the default is the set above.
+
+    classes: the categories drawn, in category-id order (a subset of CATEGORIES).
+    class_colour: the share of objects whose colour takes their category's own hue (category i
+        of n gets hue i / n, saturation and value still random); the others draw any RGB colour.
+        0 keeps colour independent of the category.
+    min_side: the smallest object side before rotation, as a share of the image side."""
+
+    classes: tuple[str, ...] = CATEGORIES
+    class_colour: float = 0.0
+    min_side: float = SIZE_RANGE[0]
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.classes if c not in CATEGORIES]
+        if unknown or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+            raise ValueError(
+                f"classes {self.classes}: need two or more distinct names of "
+                f"{', '.join(CATEGORIES)}"
+            )
+        if not 0 <= self.class_colour <= 1:
+            raise ValueError(f"class_colour = {self.class_colour}: must be in [0, 1]")
+        if not 0 < self.min_side < SIZE_RANGE[1]:
+            raise ValueError(f"min_side = {self.min_side}: must be in (0, {SIZE_RANGE[1]})")
 
 
 def _regular(n: int, start_deg: float) -> np.ndarray:
@@ -204,7 +236,8 @@ def _draw_clutter(rng: np.random.Generator, canvas: Image.Image, size: int) -> N
 
 @dataclass
 class _Object:
-    category: int  # index into CATEGORIES
+    category: int  # index into the variant's classes
+    shape: str  # its name, one of CATEGORIES
     center: np.ndarray  # (2,) x, y in pixels
     half: np.ndarray  # (2,) half extents in pixels before rotation
     angle: float  # radians
@@ -213,16 +246,24 @@ class _Object:
     color: np.ndarray  # (3,) RGB
 
 
-def _sample_objects(rng: np.random.Generator, size: int) -> list[_Object]:
+def _class_colour(rng: np.random.Generator, category: int, n_classes: int) -> np.ndarray:
+    """(3,) RGB of the category's own hue (category / n_classes), random saturation and value."""
+    hue = category / n_classes
+    saturation, value = rng.uniform(0.55, 1.0), rng.uniform(0.45, 1.0)
+    rgb = colorsys.hsv_to_rgb(hue, saturation, value)
+    return (255 * np.array(rgb)).astype(np.float32)
+
+
+def _sample_objects(rng: np.random.Generator, size: int, variant: Variant) -> list[_Object]:
     """Object parameters in drawing order: mostly large first, so that small objects are seldom
-    buried, with some shuffling so that they sometimes are."""
+    buried, with some shuffling so that they sometimes are. ``category`` indexes variant.classes."""
     n = int(rng.integers(1, MAX_OBJECTS + 1))
-    sides = size * np.exp(rng.uniform(np.log(SIZE_RANGE[0]), np.log(SIZE_RANGE[1]), n))
+    sides = size * np.exp(rng.uniform(np.log(variant.min_side), np.log(SIZE_RANGE[1]), n))
     order = np.argsort(-(np.log(sides) + rng.normal(0, 0.6, n)))
     objects = []
     for side in sides[order]:
-        category = int(rng.integers(0, len(CATEGORIES)))
-        if CATEGORIES[category] == "ellipse":
+        category = int(rng.integers(0, len(variant.classes)))
+        if variant.classes[category] == "ellipse":
             aspect = rng.uniform(0.4, 0.65)
         else:
             aspect = np.exp(rng.uniform(-0.12, 0.12))
@@ -234,16 +275,14 @@ def _sample_objects(rng: np.random.Generator, size: int) -> list[_Object]:
                 edge, blur = "blurred", float(np.clip(side * rng.uniform(0.04, 0.1), 0.8, 8.0))
             else:
                 edge, blur = "low_contrast", float(rng.uniform(0.5, 1.2))
+        center = rng.uniform(reach, size - reach, 2)
+        angle = float(rng.uniform(0, 2 * np.pi))
+        color = rng.uniform(0, 255, 3).astype(np.float32)
+        # drawn only when the knob is on, so that the default variant keeps today's random stream
+        if variant.class_colour > 0 and rng.random() < variant.class_colour:
+            color = _class_colour(rng, category, len(variant.classes))
         objects.append(
-            _Object(
-                category=category,
-                center=rng.uniform(reach, size - reach, 2),
-                half=half,
-                angle=float(rng.uniform(0, 2 * np.pi)),
-                edge=edge,
-                blur=blur,
-                color=rng.uniform(0, 255, 3).astype(np.float32),
-            )
+            _Object(category, variant.classes[category], center, half, angle, edge, blur, color)
         )
     return objects
 
@@ -254,7 +293,7 @@ def _paint(
     """Composite one object into ``image`` (H, W, 3) and mark its sharp shape in ``owner`` (H, W);
     returns where its mask lies, for the visibility pass."""
     size = image.shape[0]
-    layers = _shape_layers(CATEGORIES[obj.category], rng)
+    layers = _shape_layers(obj.shape, rng)
     margin = int(np.ceil(3 * obj.blur)) + 1
     alpha, x0, y0 = _shape_alpha(layers, obj.center, obj.half, obj.angle, margin)  # (h, w)
     mask = alpha >= 128  # the sharp shape: what the box is measured on
@@ -297,15 +336,15 @@ def _visible_boxes(
     return annotations, dropped
 
 
-def _render_image(job: tuple[int, int, int, int, str]) -> tuple[list, int]:
+def _render_image(job: tuple[int, int, int, int, str, Variant]) -> tuple[list, int]:
     """Draw image ``index`` of split ``split_code``, write it as JPEG, return its annotations."""
-    seed, split_code, index, size, path = job
+    seed, split_code, index, size, path, variant = job
     rng = np.random.default_rng([seed, split_code, index])
     canvas = Image.fromarray(np.clip(_background(rng, size), 0, 255).astype(np.uint8))
     _draw_clutter(rng, canvas, size)
     image = np.asarray(canvas, dtype=np.float32).copy()
     owner = np.full((size, size), -1, np.int16)
-    objects = _sample_objects(rng, size)
+    objects = _sample_objects(rng, size, variant)
     painted = [_paint(rng, image, owner, i, obj) for i, obj in enumerate(objects)]
     annotations, dropped = _visible_boxes(owner, objects, painted)
     image += rng.normal(0, rng.uniform(2, 7), image.shape[:2])[..., None].astype(np.float32)
@@ -313,7 +352,9 @@ def _render_image(job: tuple[int, int, int, int, str]) -> tuple[list, int]:
     return annotations, dropped
 
 
-def _coco_json(split: str, seed: int, size: int, results: list[tuple[list, int]]) -> dict:
+def _coco_json(
+    split: str, seed: int, size: int, results: list[tuple[list, int]], classes: tuple[str, ...]
+) -> dict:
     images, annotations = [], []
     for index, (anns, _) in enumerate(results):
         images.append(
@@ -330,20 +371,18 @@ def _coco_json(split: str, seed: int, size: int, results: list[tuple[list, int]]
                     "iscrowd": 0,
                 }
             )
-    categories = [
-        {"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CATEGORIES)
-    ]
+    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(classes)]
     info = {"description": "gfl_repro synthetic shapes", "split": split, "seed": seed, "size": size}
     return {"info": info, "images": images, "annotations": annotations, "categories": categories}
 
 
-def _split_stats(results: list[tuple[list, int]]) -> dict:
+def _split_stats(results: list[tuple[list, int]], classes: tuple[str, ...]) -> dict:
     per_image = [len(anns) for anns, _ in results]
     anns = [a for image_anns, _ in results for a in image_anns]
     sides = np.array([np.sqrt(box[2] * box[3]) for _, box, _, _, _ in anns])
     hist, _ = np.histogram(sides, bins=[*SIZE_BINS, np.inf])
     n = max(len(anns), 1)
-    counts = np.bincount([a[0] for a in anns], minlength=len(CATEGORIES))
+    counts = np.bincount([a[0] for a in anns], minlength=len(classes))
     return {
         "images": len(results),
         "objects": len(anns),
@@ -352,7 +391,7 @@ def _split_stats(results: list[tuple[list, int]]) -> dict:
             "mean": round(float(np.mean(per_image)) if per_image else 0.0, 3),
             "max": int(max(per_image, default=0)),
         },
-        "per_category": {name: int(c) for name, c in zip(CATEGORIES, counts, strict=True)},
+        "per_category": {name: int(c) for name, c in zip(classes, counts, strict=True)},
         "size_histogram": {
             f"[{lo},{hi})": int(c)
             for lo, hi, c in zip(SIZE_BINS, [*SIZE_BINS[1:], "inf"], hist, strict=True)
@@ -372,13 +411,15 @@ def generate(
     n_val: int = 500,
     size: int = 320,
     workers: int = 2,
+    variant: Variant = Variant(),
 ) -> dict:
     """Write the dataset (layout in the module docstring) and return its statistics, also saved
     as ``out_dir/stats.json``: per split the number of images and objects, objects per image
     (min/mean/max), per-category counts, a histogram of box sqrt-area in pixels, the shares of
     blurred, of low-contrast and of occluded (over 5% covered) objects, and the number of objects
     left unannotated because less than MIN_VISIBLE of their shape is visible (covered by later
-    objects or, rarely, cut by the border); plus the generation time in seconds."""
+    objects or, rarely, cut by the border); plus what was generated (``spec``: seed, counts,
+    size and the variant, which ``check_spec`` compares with a config) and the time in seconds."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
@@ -386,7 +427,7 @@ def generate(
     for code, (split, n) in enumerate(zip(SPLITS, (n_train, n_val), strict=True)):
         (out_dir / split).mkdir(exist_ok=True)
         jobs[split] = [
-            (seed, code, i, size, str(out_dir / split / f"{i:06d}.jpg")) for i in range(n)
+            (seed, code, i, size, str(out_dir / split / f"{i:06d}.jpg"), variant) for i in range(n)
         ]
     all_jobs = jobs["train"] + jobs["val"]
     if workers > 1:
@@ -398,12 +439,13 @@ def generate(
     else:
         results = [_render_image(job) for job in all_jobs]
     split_results = {"train": results[:n_train], "val": results[n_train:]}
-    stats = {"seed": seed, "size": size}
+    spec = {"seed": seed, "n_train": n_train, "n_val": n_val, "size": size, **asdict(variant)}
+    stats = {"seed": seed, "size": size, "spec": spec}
     for split, res in split_results.items():
-        coco = _coco_json(split, seed, size, res)
+        coco = _coco_json(split, seed, size, res, variant.classes)
         with open(out_dir / "annotations" / f"instances_{split}.json", "w", encoding="utf-8") as f:
             json.dump(coco, f)
-        stats[split] = _split_stats(res)
+        stats[split] = _split_stats(res, variant.classes)
     stats["seconds"] = round(time.perf_counter() - start, 2)
     with open(out_dir / "stats.json", "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)
@@ -411,6 +453,38 @@ def generate(
         "generated %d + %d images in %.1f s at %s", n_train, n_val, stats["seconds"], out_dir
     )
     return stats
+
+
+def recorded_spec(root: str | Path) -> dict | None:
+    """The spec a generated set was written with (stats.json), None without stats.json. A set
+    generated before stats.json held a spec has only the default variant's knobs."""
+    path = Path(root) / "stats.json"
+    if not path.is_file():
+        return None
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    if "spec" in stats:
+        return {**stats["spec"], "classes": tuple(stats["spec"]["classes"])}
+    counts = {f"n_{split}": stats[split]["images"] for split in SPLITS}
+    return {"seed": stats["seed"], **counts, "size": stats["size"], **asdict(Variant())}
+
+
+def check_spec(root: str | Path, expected: dict) -> None:
+    """Raise DatasetError when the set at ``root`` was generated with other settings than
+    ``expected`` (a config's DataConfig.mini_spec()): reusing it would train on other data."""
+    found = recorded_spec(root)
+    if found is None:
+        return
+    differ = {k: (found.get(k), v) for k, v in expected.items() if found.get(k) != v}
+    if differ:
+        field = {"n_train": "train", "n_val": "val"}  # the config's names of the counts
+        what = "; ".join(
+            f"data.mini_{field.get(k, k)}: set has {a}, config asks {b}"
+            for k, (a, b) in differ.items()
+        )
+        raise DatasetError(
+            f"{Path(root) / 'stats.json'}: the built-in set there was generated with other "
+            f"settings ({what}); set data.root to another folder or delete this one"
+        )
 
 
 def format_stats(stats: dict) -> str:

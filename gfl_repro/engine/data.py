@@ -78,8 +78,11 @@ def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
         )
     if cfg.dataset == "mini" and not all(dataset_paths(cfg, s)[0].is_file() for s in mini.SPLITS):
         if dist.is_main:
-            mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val, cfg.mini_size)
+            mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val, cfg.mini_size,
+                          variant=cfg.mini_variant())  # fmt: skip
         barrier()
+    if cfg.dataset == "mini":
+        mini.check_spec(cfg.root, cfg.mini_spec())
     for split in ("train", "val"):
         ann, images = dataset_paths(cfg, split)
         if not ann.is_file():

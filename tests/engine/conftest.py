@@ -12,7 +12,7 @@ from gfl_repro.data import mini as mini_data
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_mini")
-    mini_data.generate(root, seed=3, n_train=12, n_val=4, size=64, workers=1)
+    mini_data.generate(root, seed=0, n_train=12, n_val=4, size=64, workers=1)  # the tiny preset's
     return root
 
 
@@ -25,7 +25,8 @@ def tiny_config(root, **schedule) -> Config:
         head=dataclasses.replace(cfg.model.head, feat_channels=16, stacked_convs=1, gn_groups=4),
     )
     data = dataclasses.replace(
-        cfg.data, root=str(root), train_scale=(64, 64), test_scale=(64, 64),
+        cfg.data, root=str(root), mini_train=12, mini_val=4, mini_size=64,
+        train_scale=(64, 64), test_scale=(64, 64),
         images_per_process=2, val_images_per_process=2, workers=0,
     )  # fmt: skip
     sched = dataclasses.replace(cfg.schedule, epochs=2, warmup_iters=3, steps=(1,), **schedule)
