@@ -79,11 +79,12 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _bench_model(args: argparse.Namespace) -> int:
-    from gfl_repro.engine.bench_model import Options, bench_runs, format_table
+    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
 
-    opts = Options(args.threads, args.train_iters, args.train_warmup, args.images, args.warmup)
+    opts = ModelBenchOptions(args.threads, args.train_iters, args.train_warmup, args.images,
+                             args.warmup)  # fmt: skip
     records = bench_runs(args.run_dirs, opts, args.results)
-    print(format_table(records))
+    print(format_records(records))
     written = sorted({str(args.results / r["preset"] / "bench_model.csv") for r in records})
     print(f"median of {opts.train_iters} steps after {opts.train_warmup}, of {opts.images} images "
           f"(batch 1) after {opts.warmup}; written: bench_model.json in each run, "
@@ -169,13 +170,13 @@ def _bench_unbenched(runs: list, numbers: tuple[str, ...], results: Path) -> Non
     from experiments.registry import table
     from gfl_repro.analysis.runs import SPEED
     from gfl_repro.engine import sweep
-    from gfl_repro.engine.bench_model import Options, bench_runs, format_table
+    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
 
     rows = {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
     folders = sweep.unbenched(runs, rows)
     if folders:
         print(f"bench-model: timing {len(folders)} run(s) for the speed columns", flush=True)
-        print(format_table(bench_runs(folders, Options(), results)), flush=True)
+        print(format_records(bench_runs(folders, ModelBenchOptions(), results)), flush=True)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -214,6 +215,43 @@ def _diagnose(args: argparse.Namespace) -> int:
         cells = ", ".join(f"{k} {v:.1f}" for k, v in summary_columns(out).items())
         print(f"{path}: {cells} ({out['seconds']:.0f} s)")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from experiments.presets import mini
+    from gfl_repro.engine.bench import suite
+
+    values = {f.name: getattr(args, f.name) for f in fields(suite.BenchOptions)}
+    suite.run(suite.BenchOptions(**{**values, "skip": tuple(args.skip)}), loading=mini())
+    return 0
+
+
+def _experiment_cost(args: argparse.Namespace) -> int:
+    from experiments.registry import EXPERIMENTS, resolve
+    from gfl_repro.engine.bench import cost
+
+    # Table 7's rows (COCO backbones, 2x) are not models of the small presets: only by name.
+    names = args.experiments or [n for n, e in EXPERIMENTS.items() if e.table != "7"]
+    unknown = sorted(set(names) - set(EXPERIMENTS))
+    if unknown:
+        raise SystemExit(f"unknown experiment(s) {', '.join(unknown)}; gfl-repro experiments")
+    cases = [cost.Case(n, EXPERIMENTS[n].table, EXPERIMENTS[n].row, resolve(n, args.preset))
+             for n in names]  # fmt: skip
+    opts = cost.CostOptions(args.warmup, args.reps)
+    records = cost.experiment_costs(resolve("gflv2", args.preset), cases, opts)
+    out = args.results / args.preset / "experiment_cost.csv"
+    print(cost.write_costs(records, out))
+    print(f"written: {out}")
+    return 0
+
+
+def _gpu_check(args: argparse.Namespace) -> int:
+    from gfl_repro import gpu_check
+
+    reps, warmup = (1, 0) if args.tiny else (args.reps, args.warmup)  # --tiny: the logic, once
+    return gpu_check.run(gpu_check.CheckOptions(args.device, args.tiny, reps, warmup, args.out))
 
 
 def _experiments(args: argparse.Namespace) -> int:
@@ -334,17 +372,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
     p.set_defaults(func=_data_mini)
 
-    from gfl_repro import bench, convert, predict
+    from gfl_repro import convert, predict
+    from gfl_repro.engine.bench.cost import CostOptions
+    from gfl_repro.engine.bench.suite import ATSS_STEPS, ITEMS, BenchOptions
+    from gfl_repro.gpu_check import CheckOptions
 
+    d = BenchOptions()  # the defaults
     p = sub.add_parser("bench", help="speed against torchvision's FCOS, DGQP's cost: bench.csv")
-    bench.add_arguments(p)
-    p.set_defaults(func=lambda args: bench.run(args) or 0)
+    p.add_argument("--size", type=int, default=d.size, help="image side of items 1-3, 7")
+    p.add_argument("--boxes", type=int, default=d.boxes, help="random gt boxes per image")
+    p.add_argument("--reps", type=int, default=d.reps, help="timed repetitions (median kept)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed repetitions first")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: all cores)")
+    p.add_argument("--skip", type=int, nargs="*", default=[], choices=ITEMS, metavar="N",
+                   help="items not to run, e.g. --skip 4 6")  # fmt: skip
+    p.add_argument("--atss-step", choices=ATSS_STEPS, default=d.atss_step,
+                   help="item 4: measure a step at 1344x800 once, or scale the --size step by "
+                        "pixels")  # fmt: skip
+    p.add_argument("--data-root", type=Path, default=d.data_root, help="item 5")
+    p.add_argument("--load-batches", type=int, default=d.load_batches,
+                   help="item 5: batches timed")  # fmt: skip
+    p.add_argument("--detections", type=Path, default=d.detections)
+    p.add_argument("--ann-file", type=Path, default=d.ann_file)
+    p.add_argument("--matmul-size", type=int, default=d.matmul_size, help="item 7")
+    p.add_argument("--out", type=Path, default=d.out)
+    p.set_defaults(func=_bench)
 
-    from gfl_repro import gpu_check
+    p = sub.add_parser(
+        "experiment-cost",
+        help="each experiment's training step against GFLV2's: RESULTS/PRESET/experiment_cost.csv",
+    )
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help="default: every experiment but Table 7's")  # fmt: skip
+    p.add_argument("--preset", default="mini")
+    p.add_argument("--warmup", type=int, default=CostOptions().warmup)
+    p.add_argument("--reps", type=int, default=CostOptions().reps)
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.set_defaults(func=_experiment_cost)
 
     p = sub.add_parser("gpu-check", help="step times, FPS, memory and ratios on a GPU: one CSV")
-    gpu_check.add_arguments(p)
-    p.set_defaults(func=gpu_check.run)
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    p.add_argument("--tiny", action="store_true", help="tiny inputs, 1 rep: logic only")
+    p.add_argument("--reps", type=int, default=CheckOptions.reps)
+    p.add_argument("--warmup", type=int, default=CheckOptions.warmup)
+    p.add_argument("--out", type=Path, default=CheckOptions.out)
+    p.set_defaults(func=_gpu_check)
 
     p = sub.add_parser(
         "convert-checkpoint", help="map an mmdetection GFL checkpoint onto this model"

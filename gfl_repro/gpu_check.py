@@ -1,6 +1,7 @@
 """`gfl-repro gpu-check`: what the paper's numbers cost on one GPU, measured in one process.
 
-Interleaved repetitions (A, B, C, A, B, C, ...; ``bench.median_times``), synchronised on CUDA:
+Interleaved repetitions (A, B, C, A, B, C, ...; ``engine.bench.timing.median_times``),
+synchronised on CUDA:
 
 - a training step of GFLV2, GFLV1 and torchvision's FCOS R-50-FPN (frozen BatchNorm, stem and
   stage 1 frozen, as the recipe trains) at 1333 x 800, 2 and 8 images, fp32 and bf16 autocast;
@@ -17,19 +18,20 @@ seconds (tested); its numbers mean nothing.
 Legend: B images, H x W image size (pixels).
 """
 
-import argparse
 import contextlib
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from gfl_repro import bench
+from gfl_repro.engine.bench import workloads
+from gfl_repro.engine.bench.table import format_table, write_csv
+from gfl_repro.engine.bench.timing import median_times, sync
 
 COCO_1X_ITERS = 12 * -(-117_266 // 16)  # 87,960
 GPUS = 8
+CSV_COLUMNS = ("measure", "value", "unit", "note", "device")
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,6 @@ class CheckOptions:
         return ("fp32", "bf16") if self.device.startswith("cuda") else ("fp32",)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
-    def run() -> None:
-        fn()
-        _sync(device)
-
-    return run
-
-
 def _amp(fn: Callable[[], object], device: torch.device, dtype: str) -> Callable[[], object]:
     if dtype == "fp32":
         return fn
@@ -82,7 +71,7 @@ def _amp(fn: Callable[[], object], device: torch.device, dtype: str) -> Callable
 def _inputs(batch: int, size: tuple[int, int], device: torch.device):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=g).to(device)  # (B, 3, H, W)
-    targets = bench.random_targets(batch, size, num_boxes=10)
+    targets = workloads.random_targets(batch, size, num_boxes=10)
     return images, [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()}
                     for t in targets]  # fmt: skip
 
@@ -93,12 +82,12 @@ def train_rows(opts: CheckOptions, device: torch.device, models: dict) -> list[d
         images, targets = _inputs(batch, opts.size, device)
         for dtype in opts.dtypes:
             fns = {
-                "gflv2": bench.gfl_step(models["gflv2"], images, targets),
-                "gflv1": bench.gfl_step(models["gflv1"], images, targets),
-                "fcos": bench.fcos_step(models["fcos"], images, targets),
+                "gflv2": workloads.gfl_step(models["gflv2"], images, targets),
+                "gflv1": workloads.gfl_step(models["gflv1"], images, targets),
+                "fcos": workloads.fcos_step(models["fcos"], images, targets),
             }
-            fns = {k: _timed(_amp(fn, device, dtype), device) for k, fn in fns.items()}
-            times = bench.median_times(list(fns.values()), opts.reps, opts.warmup)
+            fns = {k: _amp(fn, device, dtype) for k, fn in fns.items()}
+            times = median_times(list(fns.values()), opts.reps, opts.warmup, device)
             t = dict(zip(fns, times, strict=True))
             shape = f"{batch}x3x{opts.size[0]}x{opts.size[1]} {dtype}"
             rows += [{"measure": f"train step {k} {shape}", "value": v, "unit": "s"}
@@ -120,12 +109,11 @@ def train_rows(opts: CheckOptions, device: torch.device, models: dict) -> list[d
 
 def inference_rows(opts: CheckOptions, device: torch.device, models: dict) -> list[dict]:
     image, _ = _inputs(1, opts.size, device)
-    fns = {"gflv2": bench.gfl_infer(models["gflv2"], image),
-           "gflv1": bench.gfl_infer(models["gflv1"], image),
-           "fcos": bench.fcos_infer(models["fcos"], image)}  # fmt: skip
-    fns = {k: _timed(fn, device) for k, fn in fns.items()}
-    t = dict(zip(fns, bench.median_times(list(fns.values()), 2 * opts.reps, opts.warmup),
-                 strict=True))  # fmt: skip
+    fns = {"gflv2": workloads.gfl_infer(models["gflv2"], image),
+           "gflv1": workloads.gfl_infer(models["gflv1"], image),
+           "fcos": workloads.fcos_infer(models["fcos"], image)}  # fmt: skip
+    times = median_times(list(fns.values()), 2 * opts.reps, opts.warmup, device)
+    t = dict(zip(fns, times, strict=True))
     shape = f"1x3x{opts.size[0]}x{opts.size[1]} fp32"
     rows = [{"measure": f"inference FPS {k} {shape}", "value": 1 / v, "unit": "FPS"}
             for k, v in t.items()]  # fmt: skip
@@ -142,10 +130,10 @@ def memory_row(opts: CheckOptions, device: torch.device, model) -> list[dict]:
         return [{"measure": "peak memory gflv2 step 2 images", "value": float("nan"),
                  "unit": "MiB", "note": "CUDA only"}]  # fmt: skip
     images, targets = _inputs(2, opts.size, device)
-    step = bench.gfl_step(model, images, targets)
+    step = workloads.gfl_step(model, images, targets)
     torch.cuda.reset_peak_memory_stats(device)
     step()
-    _sync(device)
+    sync(device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20
     return [{"measure": f"peak memory gflv2 step 2x3x{opts.size[0]}x{opts.size[1]} fp32",
              "value": peak, "unit": "MiB"}]  # fmt: skip
@@ -155,8 +143,8 @@ def run_check(opts: CheckOptions) -> list[dict]:
     device = torch.device(opts.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("gpu-check --device cuda: no CUDA device is visible (use --device cpu)")
-    models = {"gflv2": bench.gfl_model("dgqp"), "gflv1": bench.gfl_model("none"),
-              "fcos": bench.fcos_model()}  # fmt: skip
+    models = {"gflv2": workloads.gfl_model("dgqp"), "gflv1": workloads.gfl_model("none"),
+              "fcos": workloads.fcos_model()}  # fmt: skip
     models = {k: m.to(device) for k, m in models.items()}
     context = torch.backends.cudnn.flags(benchmark=True) if device.type == "cuda" else None
     with context or contextlib.nullcontext():
@@ -170,28 +158,11 @@ def run_check(opts: CheckOptions) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["measure", "value", "unit", "note", "device"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    parser.add_argument("--tiny", action="store_true", help="tiny inputs, 1 rep: logic only")
-    parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=CheckOptions.out)
-
-
-def run(args: argparse.Namespace) -> int:
-    reps, warmup = (1, 0) if args.tiny else (args.reps, args.warmup)
-    opts = CheckOptions(args.device, args.tiny, reps, warmup, args.out)
+def run(opts: CheckOptions) -> int:
+    """Measure, write opts.out and print the rows."""
     rows = run_check(opts)
-    write_csv(rows, opts.out)
-    for row in rows:
-        print(f"{row['measure']:<60} {row['value']:>10.4g} {row['unit']}")
+    write_csv(opts.out, CSV_COLUMNS, rows)
+    print(format_table(("measure", "value", "unit"),
+                       ((r["measure"], f"{r['value']:.4g}", r["unit"]) for r in rows)))  # fmt: skip
     print(f"written: {opts.out}")
     return 0

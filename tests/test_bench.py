@@ -1,40 +1,59 @@
 """The benchmark at tiny sizes: it runs and writes its CSV. Speed goals are never asserted."""
 
-import argparse
 import csv
+import dataclasses
 
 import pytest
 
-from gfl_repro import bench
-from gfl_repro.data import mini as mini_data
+from experiments.presets import tiny
+from gfl_repro.cli import main
+from gfl_repro.engine.bench import suite
+from gfl_repro.engine.bench.suite import BenchOptions, Row
+from gfl_repro.engine.bench.table import format_table
+from gfl_repro.engine.bench.timing import median_times, time_calls
+from gfl_repro.engine.data import ensure_dataset
+from gfl_repro.engine.distributed import DistInfo
+
+
+def _tiny(root=None):
+    """The tiny preset, its data at ``root``."""
+    cfg = tiny()
+    if root is None:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
 
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench_mini")
-    mini_data.generate(root, seed=2, n_train=8, n_val=3, size=64, workers=1)
+    """The tiny preset's built-in set (12 + 4 images of 64 px), generated as its config asks."""
+    root = tmp_path_factory.mktemp("bench_tiny")
+    ensure_dataset(_tiny(root).data, DistInfo())
     return root
 
 
-def tiny_args(root, out, *extra: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    return parser.parse_args(
-        [
-            "--size=64",
-            "--reps=1",
-            "--warmup=0",
-            "--threads=1",
-            "--atss-step=estimate",
-            "--load-batches=1",
-            "--matmul-size=64",
-            f"--data-root={root}",
-            f"--ann-file={root / 'annotations' / 'instances_val.json'}",
-            f"--detections={root / 'absent.json'}",  # made from the ground truth with noise
-            f"--out={out}",
-            *extra,
-        ]
-    )
+def tiny_argv(root, out, *extra: str) -> list[str]:
+    return [
+        "bench",
+        "--size=64",
+        "--reps=1",
+        "--warmup=0",
+        "--threads=1",
+        "--atss-step=estimate",
+        "--load-batches=1",
+        "--matmul-size=64",
+        f"--data-root={root}",
+        f"--ann-file={root / 'annotations' / 'instances_val.json'}",
+        f"--detections={root / 'absent.json'}",  # made from the ground truth with noise
+        f"--out={out}",
+        *extra,
+    ]
+
+
+def tiny_options(root, out, skip: tuple[int, ...]) -> BenchOptions:
+    return BenchOptions(size=64, reps=1, warmup=0, threads=1, skip=skip, atss_step="estimate",
+                        load_batches=1, matmul_size=64, data_root=root,
+                        ann_file=root / "annotations" / "instances_val.json",
+                        detections=root / "absent.json", out=out)  # fmt: skip
 
 
 def read_rows(path):
@@ -43,12 +62,13 @@ def read_rows(path):
         return reader.fieldnames, list(reader)
 
 
-def test_small_items_write_the_csv(tiny_root, tmp_path, capsys):
+def test_the_command_writes_the_csv(tiny_root, tmp_path, capsys):
+    # Item 5 times the mini preset's loader: it needs the mini set, so it is left to the next test.
     out = tmp_path / "sub" / "bench.csv"
-    assert bench.run(tiny_args(tiny_root, out, "--skip", "1", "2", "3")) == 0
+    assert main(tiny_argv(tiny_root, out, "--skip", "1", "2", "3", "5")) == 0
     columns, rows = read_rows(out)
-    assert tuple(columns) == bench.COLUMNS
-    assert sorted({int(r["item"]) for r in rows}) == [4, 5, 6, 7]
+    assert tuple(columns) == suite.COLUMNS
+    assert sorted({int(r["item"]) for r in rows}) == [4, 6, 7]
     for row in rows:
         assert float(row["ours"]) >= 0
     # The same detections give the same metrics under both backends.
@@ -57,13 +77,16 @@ def test_small_items_write_the_csv(tiny_root, tmp_path, capsys):
     assert "measure" in capsys.readouterr().out
 
 
-def test_detector_items_at_64_px(tiny_root, tmp_path):
+def test_detector_and_loading_items_at_64_px(tiny_root, tmp_path):
     out = tmp_path / "bench.csv"
-    assert bench.run(tiny_args(tiny_root, out, "--skip", "4", "5", "6", "7")) == 0
+    returned = suite.run(tiny_options(tiny_root, out, skip=(4, 6, 7)), loading=_tiny())
     _, rows = read_rows(out)
-    assert [int(r["item"]) for r in rows] == [1, 3, 2, 3, 3]
+    assert rows == [row.values() for row in returned]
+    assert [int(r["item"]) for r in rows] == [1, 3, 2, 3, 3, 5]
     (params,) = [r for r in rows if r["unit"] == "params"]
     assert float(params["ours"]) == 1409  # DGQP, k = 4, p = 64: 20 * 64 + 64 + 64 + 1
+    (loading,) = [r for r in rows if r["item"] == "5"]
+    assert float(loading["ours"]) > 0 and float(loading["reference"]) > 0
     for row in rows:
         assert row["met"] in ("yes", "NO", "")
 
@@ -71,11 +94,32 @@ def test_detector_items_at_64_px(tiny_root, tmp_path):
 def test_level_sizes_match_the_model_at_1344_by_800():
     # 800 / 8, / 16, / 32 exactly; then ceil halvings: 25 -> 13 -> 7 and 42 -> 21 -> 11.
     expected = [(100, 168), (50, 84), (25, 42), (13, 21), (7, 11)]
-    assert bench.level_sizes(800, 1344) == expected
+    assert suite.level_sizes(800, 1344) == expected
 
 
 def test_ratio_and_goal():
-    assert bench.Row(1, "x", 2.0, 4.0, goal=1.0).met == "yes"
-    assert bench.Row(1, "x", 4.0, 2.0, goal=1.0).met == "NO"
-    assert bench.Row(5, "x", 10.0, 2.0, goal=2.0, sense=">=").met == "yes"
-    assert bench.Row(4, "x", 1.0).met == ""
+    assert Row(1, "x", 2.0, 4.0, goal=1.0).met == "yes"
+    assert Row(1, "x", 4.0, 2.0, goal=1.0).met == "NO"
+    assert Row(5, "x", 10.0, 2.0, goal=2.0, sense=">=").met == "yes"
+    assert Row(4, "x", 1.0).met == ""
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="reps"):
+        BenchOptions(reps=0)
+    with pytest.raises(ValueError, match="skip"):
+        BenchOptions(skip=(8,))
+
+
+def test_time_calls_interleaves_warms_up_and_draws_inputs_untimed():
+    calls = []
+    fns = [lambda x: calls.append(("a", x)), lambda x: calls.append(("b", x))]
+    times = time_calls(fns, reps=2, warmup=1, inputs=iter([10, 11, 12, 13]))
+    assert calls == [("a", 10), ("b", 10), ("a", 11), ("b", 11), ("a", 12), ("b", 12)]
+    assert [len(t) for t in times] == [2, 2] and min(min(t) for t in times) >= 0
+    assert len(median_times([lambda: None], reps=3, warmup=0)) == 1
+
+
+def test_format_table_aligns_left_two_spaces_apart():
+    table = format_table(("a", "long"), [("xyz", "1"), ("", "22")])
+    assert table.splitlines() == ["a    long", "xyz  1", "     22"]

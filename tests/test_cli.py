@@ -1,5 +1,6 @@
-"""The gfl-repro command: demo and predict end to end on tiny inputs."""
+"""The gfl-repro command: demo and predict end to end on tiny inputs; experiment-cost."""
 
+import csv
 import json
 
 import numpy as np
@@ -65,3 +66,18 @@ def test_experiments_lists_gflv1_and_gflv2(capsys):
     assert main(["experiments"]) == 0
     out = capsys.readouterr().out
     assert "gflv1" in out and "model.quality.kind=none" in out and "gflv2" in out
+
+
+def test_experiment_cost_times_named_experiments_beside_gflv2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the tiny preset's set is generated under data/
+    argv = ["experiment-cost", "gflv1", "t3_region", "--preset", "tiny", "--warmup", "0",
+            "--reps", "1", "--results", "res"]  # fmt: skip
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(tmp_path / "res" / "tiny" / "experiment_cost.csv")))
+    assert [(r["experiment"], r["table"]) for r in rows] == [("gflv1", "main"), ("t3_region", "3")]
+    half = 5e-5  # the CSV's rounding to 4 decimals
+    for row in rows:
+        step, ref = float(row["step_s"]), float(row["gflv2_step_s"])
+        low, high = (step - half) / (ref + half) - half, (step + half) / (ref - half) + half
+        assert low <= float(row["relative_to_gflv2"]) <= high
+    assert "relative_to_gflv2" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 from experiments.presets import tiny
 from gfl_repro.analysis.runs import collect_runs, compare_with_paper
 from gfl_repro.cli import main
-from gfl_repro.engine.bench_model import Options, bench_runs, run_iterations
+from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, run_iterations
 from gfl_repro.engine.train import train_run
 
 FAST = ["--train-iters", "2", "--train-warmup", "1", "--images", "2", "--warmup", "1",
@@ -67,7 +67,7 @@ def test_bench_model_writes_json_and_csv_and_upserts_by_run(trained, tmp_path, c
     shutil.copy(trained / "config.json", fresh / "config.json")
     env = json.loads((trained / "env.json").read_text())
     (fresh / "env.json").write_text(json.dumps({**env, "seed": 1}))
-    opts = Options(threads=1, train_iters=2, train_warmup=1, images=2, warmup=1)
+    opts = ModelBenchOptions(threads=1, train_iters=2, train_warmup=1, images=2, warmup=1)
     again, new = bench_runs([trained, fresh], opts, results)
     assert new["weights"] == "fresh init (no checkpoint)"
     rows = {r["run"]: r for r in _rows(table)}
@@ -109,7 +109,7 @@ def test_a_folder_that_is_not_a_run_is_named_and_nothing_is_timed(trained, tmp_p
     no_env.mkdir()
     shutil.copy(trained / "config.json", no_env / "config.json")
     with pytest.raises(ValueError, match=re.escape(f"{no_env}: env.json is missing")):
-        bench_runs([no_env], Options(), tmp_path)
+        bench_runs([no_env], ModelBenchOptions(), tmp_path)
 
 
 def test_run_iterations_counts_the_runs_processes(tiny_root):

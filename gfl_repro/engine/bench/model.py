@@ -27,13 +27,10 @@ replaced when the run is benchmarked again.
 Legend: B images in a batch.
 """
 
-import csv
 import dataclasses
-import io
 import socket
 import statistics
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,11 +41,13 @@ from torch.utils.data import DataLoader
 from gfl_repro.config import Config
 from gfl_repro.data.sampler import GroupSampler
 from gfl_repro.engine import checkpoint as ckpt
+from gfl_repro.engine.bench.table import format_table, read_csv, write_csv
+from gfl_repro.engine.bench.timing import time_calls
 from gfl_repro.engine.data import ensure_dataset, val_loader
 from gfl_repro.engine.distributed import DistInfo, resolve_device
 from gfl_repro.engine.runs import RunFolder, load_run_config
 from gfl_repro.engine.train import Trainer
-from gfl_repro.io import atomic_write_json, atomic_write_text
+from gfl_repro.io import atomic_write_json
 
 COLUMNS = ("experiment", "seed", "preset", "run", "weights", "device", "threads",
            "images_per_process", "train_warmup", "train_iters", "train_s_per_iter",
@@ -59,7 +58,7 @@ DEFAULT_THREADS = 2  # when neither --threads nor the run's runtime.threads fixe
 
 
 @dataclass(frozen=True)
-class Options:
+class ModelBenchOptions:
     threads: int = 0  # 0: the run's runtime.threads, else DEFAULT_THREADS
     train_iters: int = 10
     train_warmup: int = 3
@@ -117,26 +116,7 @@ def endless(loader: DataLoader) -> Iterator:
         epoch += 1
 
 
-def time_calls(call: Callable[[object], object], batches: Iterable, warmup: int, reps: int,
-               device: torch.device) -> list[float]:  # fmt: skip
-    """Seconds of ``call(batch)`` for ``reps`` batches after ``warmup`` untimed ones."""
-    times = []
-    for i, batch in zip(range(warmup + reps), batches, strict=False):
-        _sync(device)
-        tic = time.perf_counter()
-        call(batch)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - tic)
-    return times
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _inference_ms(trainer: Trainer, opts: Options) -> list[float]:
+def _inference_ms(trainer: Trainer, opts: ModelBenchOptions) -> list[float]:
     """Milliseconds per val image, batch 1, forward + post-processing."""
     model, device = trainer.model, trainer.dist.device
     data = dataclasses.replace(trainer.cfg.data, val_images_per_process=1)
@@ -149,26 +129,25 @@ def _inference_ms(trainer: Trainer, opts: Options) -> list[float]:
 
     model.eval()
     try:
-        seconds = time_calls(infer, batches, opts.warmup, opts.images, device)
+        (seconds,) = time_calls([infer], opts.images, opts.warmup, device, batches)
     finally:
         model.train()
         batches.close()
     return [1000 * s for s in seconds]
 
 
-def _train_seconds(trainer: Trainer, opts: Options) -> list[float]:
+def _train_seconds(trainer: Trainer, opts: ModelBenchOptions) -> list[float]:
     """Seconds per training step on the run's own batches."""
     batches = endless(trainer.loader)
     try:
-        return time_calls(
-            lambda batch: trainer.step(*batch), batches, opts.train_warmup, opts.train_iters,
-            trainer.dist.device,
-        )  # fmt: skip
+        (seconds,) = time_calls([lambda batch: trainer.step(*batch)], opts.train_iters,
+                                opts.train_warmup, trainer.dist.device, batches)  # fmt: skip
+        return seconds
     finally:
         batches.close()
 
 
-def bench_run(run: Run, opts: Options) -> dict:
+def bench_run(run: Run, opts: ModelBenchOptions) -> dict:
     """Benchmark one run; returns the record of COLUMNS (seconds, milliseconds, hours)."""
     cfg = run.cfg
     threads = opts.threads or cfg.runtime.threads or DEFAULT_THREADS
@@ -213,18 +192,11 @@ def run_key(folder: Path) -> str:
 
 def upsert_csv(path: Path, record: dict) -> None:
     """Write ``record`` into the CSV at ``path``, replacing the row of the same run."""
-    rows = []
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("run") != record["run"]]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", restval="")
-    writer.writeheader()
-    writer.writerows([*rows, record])
-    atomic_write_text(path, out.getvalue())
+    rows = [row for row in read_csv(path) if row.get("run") != record["run"]]
+    write_csv(path, COLUMNS, [*rows, record])
 
 
-def bench_runs(folders: list[Path], opts: Options, results: Path) -> list[dict]:
+def bench_runs(folders: list[Path], opts: ModelBenchOptions, results: Path) -> list[dict]:
     """Benchmark each run folder (all are checked first); write run/bench_model.json and
     upsert results/<preset>/bench_model.csv after each run."""
     runs = [read_run(folder) for folder in folders]
@@ -237,15 +209,12 @@ def bench_runs(folders: list[Path], opts: Options, results: Path) -> list[dict]:
     return records
 
 
-def format_table(records: list[dict]) -> str:
+def format_records(records: list[dict]) -> str:
+    """The records as a table: what ran where, and its speed."""
     head = ("experiment", "seed", "weights", "device", "threads", "s/it", "train h", "ms", "fps")
-    cells = [head] + [
+    return format_table(head, (
         (r["experiment"], str(r["seed"]), r["weights"], r["device"], str(r["threads"]),
          f"{r['train_s_per_iter']:.4f}", f"{r['training_hours']:.3f}", f"{r['ms']:.2f}",
          f"{r['fps']:.2f}")
         for r in records
-    ]  # fmt: skip
-    widths = [max(len(line[i]) for line in cells) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
-    )
+    ))  # fmt: skip
