@@ -1,10 +1,45 @@
-"""The ``gfl-repro`` command."""
+"""The ``gfl-repro`` command.
+
+One builder per command (``_add_<command>``) declares its arguments, the ones several commands
+share come from parent parsers (``Parents``), and one handler per command turns the arguments
+into typed options and calls the library: sweeps in ``engine/sweep.py``, timing in
+``engine/bench/``. The CLI is the top layer: it alone joins the recipes (``experiments/``) to
+the engine.
+"""
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from experiments.presets import PRESETS
+from experiments.registry import EXPERIMENTS, TABLES
+
+
+def _options(cls: type, args: argparse.Namespace):
+    """The dataclass ``cls`` from the arguments of the same names; fields without an argument
+    keep their defaults, lists become tuples."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def _experiment(name: str) -> str:
+    """An argparse type: a registered experiment name."""
+    if name not in EXPERIMENTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown experiment {name!r} (gfl-repro experiments lists them)"
+        )
+    return name
+
+
+# --- handlers -------------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -39,18 +74,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from gfl_repro import convert
-
-    return convert.run(args) or 0
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from gfl_repro import predict
-
-    return predict.run(args) or 0
-
-
 def _train(args: argparse.Namespace) -> int:
     from experiments.registry import canonical_name, resolve
     from gfl_repro.config import to_dict
@@ -78,105 +101,49 @@ def _test(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_model(args: argparse.Namespace) -> int:
-    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
-
-    opts = ModelBenchOptions(args.threads, args.train_iters, args.train_warmup, args.images,
-                             args.warmup)  # fmt: skip
-    records = bench_runs(args.run_dirs, opts, args.results)
-    print(format_records(records))
-    written = sorted({str(args.results / r["preset"] / "bench_model.csv") for r in records})
-    print(f"median of {opts.train_iters} steps after {opts.train_warmup}, of {opts.images} images "
-          f"(batch 1) after {opts.warmup}; written: bench_model.json in each run, "
-          f"{', '.join(written)}")  # fmt: skip
-    return 0
+def _table_numbers(name: str) -> tuple[str, ...]:
+    """The tables a sweep of ``name`` covers: "all" is every table of the ablations and
+    analysis; Table 7 (backbones, 2x) runs only when named."""
+    return tuple(t for t in TABLES if t != "7") if name == "all" else (name,)
 
 
-def _levels(args: argparse.Namespace) -> int:
-    from experiments.registry import resolve
-    from gfl_repro.engine.data import ensure_dataset
-    from gfl_repro.engine.distributed import DistInfo
-    from gfl_repro.engine.levels import format_levels, positives_per_level
+def _speed_rows(numbers: tuple[str, ...]) -> set[str]:
+    """The rows of the tables with speed columns (Tables 3-6's FPS, Table 8's training hours
+    and FPS): the ones a sweep with --bench times."""
+    from experiments.paper import COLUMNS
+    from experiments.registry import table
+    from gfl_repro.analysis.runs import SPEED
 
-    cfg = resolve(args.experiment, args.preset, args.set)
-    ensure_dataset(cfg.data, DistInfo())
-    print(format_levels(positives_per_level(cfg, args.limit)))
-    return 0
-
-
-def _data_mini(args: argparse.Namespace) -> int:
-    from gfl_repro.data import mini
-
-    stats = mini.generate(args.out, args.seed, args.train, args.val, args.size)
-    print(mini.format_stats(stats))
-    if args.contact_sheet:
-        print(f"contact sheet: {mini.contact_sheet(args.out, args.contact_sheet)}")
-    return 0
+    return {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from experiments.presets import COSTS
-    from experiments.registry import TABLES, canonical_name, resolve, table
+    from experiments.registry import canonical_name, resolve, table
     from experiments.tables import paper_table
     from gfl_repro.engine import sweep
 
-    if args.table not in (*TABLES, "all"):
-        raise SystemExit(f"unknown table {args.table!r}; known: {', '.join(TABLES)}, all")
-    # "all": every table of the ablations and analysis; Table 7 (backbones, 2x) only by name.
-    numbers = tuple(t for t in TABLES if t != "7") if args.table == "all" else (args.table,)
+    numbers = _table_numbers(args.table)
     rows = [e.name for number in numbers for e in table(number)]
     runs = sweep.plan(rows, args.preset, args.seeds, resolve, canonical_name, args.runs)
     cost = COSTS[args.preset]
-
-    def seconds(run: sweep.PlannedRun) -> float:
-        iters = sweep.total_iterations(run.config, cost.train_images, cost.processes)
-        return cost.run_seconds(run.name, iters) * cost.processes  # device-seconds
-
     unit = "GPU-hours" if cost.processes > 1 else "hours"
     print(f"Table {args.table} at {args.preset}, {args.seeds} seed(s); cost from {cost.source}")
-    print(sweep.format_plan(runs, seconds, unit))
+    print(sweep.format_plan(runs, lambda run: sweep.device_seconds(cost, run), unit))
     if args.dry_run:
         return 0
-    _check_data(runs)  # a broken val set stops the sweep before anything runs or is submitted
+    sweep.check_data(runs)
     if args.launcher == "slurm":
-        opts = sweep.SlurmOptions(args.nodes, args.gpus_per_node, args.cpus_per_task,
-                                  args.partition, args.time_min)  # fmt: skip
-        sweep.submit_slurm(runs, args.preset, opts, args.runs / args.preset / "slurm")
+        folder = args.runs / args.preset / "slurm"
+        sweep.submit_slurm(runs, args.preset, _options(sweep.SlurmOptions, args), folder)
         return 0
-    failed = sweep.run_local(runs, args.preset, lambda r: seconds(r) / cost.processes, args.jobs)
+    failed = sweep.run_local(runs, args.preset, lambda r: sweep.wall_seconds(cost, r), args.jobs)
     if args.bench:
-        _bench_unbenched(runs, numbers, args.results)
+        sweep.bench_unbenched(runs, _speed_rows(numbers), args.results)
     for number in numbers:
         if number != "main":
             print(paper_table(number, args.preset, args.runs, args.results)[2])
     return 1 if failed else 0
-
-
-def _check_data(runs: list) -> None:
-    """Each distinct data set of the planned runs: present (the built-in one is generated) and
-    its val annotations and images valid."""
-    from gfl_repro.engine.data import check_val_set, ensure_dataset
-    from gfl_repro.engine.distributed import DistInfo
-
-    for data in {run.config.data for run in runs}:
-        ensure_dataset(data, DistInfo())
-        check_val_set(data)
-
-
-def _bench_unbenched(runs: list, numbers: tuple[str, ...], results: Path) -> None:
-    """bench-model, with its defaults, on the complete runs of the tables with speed columns
-    (Tables 3-6's FPS, Table 8's training hours and FPS) that were not benchmarked yet."""
-    from experiments.paper import COLUMNS
-    from experiments.registry import table
-    from gfl_repro.analysis.runs import SPEED
-    from gfl_repro.engine import sweep
-    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
-
-    rows = {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
-    folders = sweep.unbenched(runs, rows)
-    if folders:
-        print(f"bench-model: timing {len(folders)} run(s) for the speed columns", flush=True)
-        print(format_records(bench_runs(folders, ModelBenchOptions(), results)), flush=True)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -218,28 +185,35 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from experiments.presets import mini
     from gfl_repro.engine.bench import suite
 
-    values = {f.name: getattr(args, f.name) for f in fields(suite.BenchOptions)}
-    suite.run(suite.BenchOptions(**{**values, "skip": tuple(args.skip)}), loading=mini())
+    suite.run(_options(suite.BenchOptions, args), loading=mini())
+    return 0
+
+
+def _bench_model(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
+
+    opts = _options(ModelBenchOptions, args)
+    records = bench_runs(args.run_dirs, opts, args.results)
+    print(format_records(records))
+    written = sorted({str(args.results / r["preset"] / "bench_model.csv") for r in records})
+    print(f"median of {opts.train_iters} steps after {opts.train_warmup}, of {opts.images} images "
+          f"(batch 1) after {opts.warmup}; written: bench_model.json in each run, "
+          f"{', '.join(written)}")  # fmt: skip
     return 0
 
 
 def _experiment_cost(args: argparse.Namespace) -> int:
-    from experiments.registry import EXPERIMENTS, resolve
+    from experiments.registry import resolve
     from gfl_repro.engine.bench import cost
 
     # Table 7's rows (COCO backbones, 2x) are not models of the small presets: only by name.
     names = args.experiments or [n for n, e in EXPERIMENTS.items() if e.table != "7"]
-    unknown = sorted(set(names) - set(EXPERIMENTS))
-    if unknown:
-        raise SystemExit(f"unknown experiment(s) {', '.join(unknown)}; gfl-repro experiments")
     cases = [cost.Case(n, EXPERIMENTS[n].table, EXPERIMENTS[n].row, resolve(n, args.preset))
              for n in names]  # fmt: skip
-    opts = cost.CostOptions(args.warmup, args.reps)
+    opts = _options(cost.CostOptions, args)
     records = cost.experiment_costs(resolve("gflv2", args.preset), cases, opts)
     out = args.results / args.preset / "experiment_cost.csv"
     print(cost.write_costs(records, out))
@@ -254,30 +228,106 @@ def _gpu_check(args: argparse.Namespace) -> int:
     return gpu_check.run(gpu_check.CheckOptions(args.device, args.tiny, reps, warmup, args.out))
 
 
-def _experiments(args: argparse.Namespace) -> int:
-    from experiments.registry import EXPERIMENTS
+def _levels(args: argparse.Namespace) -> int:
+    from experiments.registry import resolve
+    from gfl_repro.engine.data import ensure_dataset
+    from gfl_repro.engine.distributed import DistInfo
+    from gfl_repro.engine.levels import format_levels, positives_per_level
 
+    cfg = resolve(args.experiment, args.preset, args.set)
+    ensure_dataset(cfg.data, DistInfo())
+    print(format_levels(positives_per_level(cfg, args.limit)))
+    return 0
+
+
+def _data_mini(args: argparse.Namespace) -> int:
+    from gfl_repro.data import mini
+
+    stats = mini.generate(args.out, args.seed, args.train, args.val, args.size)
+    print(mini.format_stats(stats))
+    if args.contact_sheet:
+        print(f"contact sheet: {mini.contact_sheet(args.out, args.contact_sheet)}")
+    return 0
+
+
+def _experiments(args: argparse.Namespace) -> int:
     width = max(len(n) for n in EXPERIMENTS)
     for e in EXPERIMENTS.values():
         print(f"{e.name:<{width}}  table {e.table:<7} {e.row}\n{'':<{width}}  {e.describe()}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gfl-repro", description=__doc__)
-    parser.add_argument(
-        "--debug", action="store_true", help="on an error, raise it with its traceback"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _convert(args: argparse.Namespace) -> int:
+    from gfl_repro import convert
 
-    p = sub.add_parser("demo", help="build GFLV2 R-50-FPN and run one random image through it")
+    return convert.run(args) or 0
+
+
+def _export_checkpoint(args: argparse.Namespace) -> int:
+    from gfl_repro.convert import export_checkpoint
+
+    print(f"written: {export_checkpoint(args.src, args.dst)}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from gfl_repro import predict
+
+    return predict.run(args) or 0
+
+
+# --- parsers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parents:
+    """Arguments several commands share, as argparse parent parsers."""
+
+    debug: argparse.ArgumentParser
+    preset: argparse.ArgumentParser
+    overrides: argparse.ArgumentParser
+    runs: argparse.ArgumentParser
+    results: argparse.ArgumentParser
+
+
+def _parent(*names: str, **kwargs) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(*names, **kwargs)
+    return parser
+
+
+def _parents() -> Parents:
+    return Parents(
+        # SUPPRESS: after a command, --debug sets the flag without resetting `gfl-repro --debug`.
+        debug=_parent("--debug", action="store_true", default=argparse.SUPPRESS,
+                      help="on an error, raise it with its traceback"),
+        preset=_parent("--preset", choices=tuple(PRESETS), default="mini",
+                       help="the scale of the runs (default: mini)"),
+        overrides=_parent("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config field, e.g. --set schedule.lr=0.02 "
+                               "(repeatable)"),
+        runs=_parent("--runs", type=Path, default=Path("runs"), help="root of the run folders"),
+        results=_parent("--results", type=Path, default=Path("results"),
+                        help="where tables and CSVs go (RESULTS/PRESET/...)"),
+    )  # fmt: skip
+
+
+Subparsers = argparse._SubParsersAction  # the type add_subparsers returns
+
+
+def _add_demo(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("demo", parents=[parents.debug],
+                       help="build GFLV2 R-50-FPN and run one random image through it")  # fmt: skip
     p.add_argument("--height", type=int, default=800)
     p.add_argument("--width", type=int, default=1216)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("train", help="train one experiment at a preset, then evaluate it")
-    p.add_argument("experiment", help="an experiment name (gfl-repro experiments lists them)")
-    p.add_argument("--preset", default="mini", help="mini (default), coco-1x, coco-2x-ms")
+
+def _add_train(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("train", parents=[parents.debug, parents.preset, parents.overrides],
+                       help="train one experiment at a preset, then evaluate it")  # fmt: skip
+    p.add_argument("experiment", type=_experiment,
+                   help="an experiment name (gfl-repro experiments lists them)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--work-dir", type=Path, default=None, help="run folder (default runs/PRESET/EXP/seedS)"
@@ -285,23 +335,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint; default), none, PATH")
     p.add_argument("--rows", default="", help="the table rows this run stands for, comma-separated "
                    "(the sweep sets it; default: the experiment)")  # fmt: skip
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set schedule.lr=0.02 (repeatable)",
-    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("test", help="evaluate a run folder's checkpoint on its val set")
+
+def _add_test(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("test", parents=[parents.debug],
+                       help="evaluate a run folder's checkpoint on its val set")  # fmt: skip
     p.add_argument("run_dir", type=Path)
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the latest")
     p.set_defaults(func=_test)
 
-    p = sub.add_parser("sweep", help="run a paper table's missing runs, then write the table")
-    p.add_argument("table", help="main, 1, 2, 3, 4, 5, 6, 8 or all")
-    p.add_argument("--preset", default="mini")
+
+def _add_sweep(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser(
+        "sweep", parents=[parents.debug, parents.preset, parents.runs, parents.results],
+        help="run a paper table's missing runs, then write the table",
+    )  # fmt: skip
+    p.add_argument("table", choices=(*TABLES, "all"), help="main, 1, ..., 8 or all (all but 7)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per run")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost only")
@@ -309,8 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", action="store_true",
                    help="after training locally, time the complete runs of the tables' "
                         "speed columns that have no bench_model.json (bench-model)")  # fmt: skip
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="root of the run folders")
-    p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--gpus-per-node", type=int, default=8)
     p.add_argument("--cpus-per-task", type=int, default=5)
@@ -318,67 +366,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-min", type=int, default=24 * 60)
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("table", help="write a paper table from the run folders that exist")
+
+def _add_table(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser(
+        "table", parents=[parents.debug, parents.preset, parents.runs, parents.results],
+        help="write a paper table from the run folders that exist",
+    )  # fmt: skip
     p.add_argument("table", help="1, 2, 3, 4, 5, 6 or 8")
-    p.add_argument("--preset", default="mini")
-    p.add_argument("--runs", type=Path, default=Path("runs"))
-    p.add_argument("--results", type=Path, default=Path("results"))
     p.set_defaults(func=_table)
 
-    p = sub.add_parser("lqe", help="dump a run's predicted vs real IoU of every val positive")
+
+def _add_lqe(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("lqe", parents=[parents.debug],
+                       help="dump a run's predicted vs real IoU of every val positive")  # fmt: skip
     p.add_argument("run_dir", type=Path)
     p.add_argument("--protocol", choices=["positives", "detections"], default="positives")
     p.set_defaults(func=_lqe)
 
+
+def _add_diagnose(sub: Subparsers, parents: Parents) -> None:
     p = sub.add_parser(
-        "diagnose", help="class-agnostic AP and TIDE errors of complete runs: diagnostics.json"
-    )
+        "diagnose", parents=[parents.debug],
+        help="class-agnostic AP and TIDE errors of complete runs: diagnostics.json",
+    )  # fmt: skip
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--force", action="store_true", help="redo runs that have diagnostics.json")
     p.set_defaults(func=_diagnose)
 
-    p = sub.add_parser(
-        "bench-model", help="time training steps and inference of run folders (Table 8, Fig. 6)"
-    )
-    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads (default: the run's runtime.threads, else 2)")  # fmt: skip
-    p.add_argument("--train-iters", type=int, default=10, help="timed training steps (median)")
-    p.add_argument("--train-warmup", type=int, default=3, help="untimed training steps first")
-    p.add_argument("--images", type=int, default=50, help="timed val images, batch 1 (median)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed val images first")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="bench_model.csv goes to RESULTS/PRESET/")  # fmt: skip
-    p.set_defaults(func=_bench_model)
 
-    p = sub.add_parser("experiments", help="list every experiment with its table, row and diff")
-    p.set_defaults(func=_experiments)
-
-    p = sub.add_parser("levels", help="an experiment's training positives per pyramid level")
-    p.add_argument("experiment", nargs="?", default="gflv2")
-    p.add_argument("--preset", default="mini")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--limit", type=int, default=None, help="first N training images only")
-    p.set_defaults(func=_levels)
-
-    data = sub.add_parser("data", help="datasets")
-    data = data.add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("mini", help="write the built-in synthetic COCO-format dataset")
-    p.add_argument("--out", type=Path, default=Path("data/mini"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, default=3000, help="training images")
-    p.add_argument("--val", type=int, default=500, help="validation images")
-    p.add_argument("--size", type=int, default=320, help="image side in pixels")
-    p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
-    p.set_defaults(func=_data_mini)
-
-    from gfl_repro import convert, predict
-    from gfl_repro.engine.bench.cost import CostOptions
+def _add_bench(sub: Subparsers, parents: Parents) -> None:
     from gfl_repro.engine.bench.suite import ATSS_STEPS, ITEMS, BenchOptions
-    from gfl_repro.gpu_check import CheckOptions
 
     d = BenchOptions()  # the defaults
-    p = sub.add_parser("bench", help="speed against torchvision's FCOS, DGQP's cost: bench.csv")
+    p = sub.add_parser("bench", parents=[parents.debug],
+                       help="speed against torchvision's FCOS, DGQP's cost: bench.csv")  # fmt: skip
     p.add_argument("--size", type=int, default=d.size, help="image side of items 1-3, 7")
     p.add_argument("--boxes", type=int, default=d.boxes, help="random gt boxes per image")
     p.add_argument("--reps", type=int, default=d.reps, help="timed repetitions (median kept)")
@@ -398,19 +419,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=d.out)
     p.set_defaults(func=_bench)
 
+
+def _add_bench_model(sub: Subparsers, parents: Parents) -> None:
+    from gfl_repro.engine.bench.model import ModelBenchOptions
+
+    d = ModelBenchOptions()  # the defaults
     p = sub.add_parser(
-        "experiment-cost",
+        "bench-model", parents=[parents.debug, parents.results],
+        help="time training steps and inference of run folders (Table 8, Fig. 6)",
+    )  # fmt: skip
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads (default: the run's runtime.threads, else 2)")  # fmt: skip
+    p.add_argument("--train-iters", type=int, default=d.train_iters,
+                   help="timed training steps (median)")  # fmt: skip
+    p.add_argument("--train-warmup", type=int, default=d.train_warmup,
+                   help="untimed training steps first")  # fmt: skip
+    p.add_argument("--images", type=int, default=d.images,
+                   help="timed val images, batch 1 (median)")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed val images first")
+    p.set_defaults(func=_bench_model)
+
+
+def _add_experiment_cost(sub: Subparsers, parents: Parents) -> None:
+    from gfl_repro.engine.bench.cost import CostOptions
+
+    d = CostOptions()  # the defaults
+    p = sub.add_parser(
+        "experiment-cost", parents=[parents.debug, parents.preset, parents.results],
         help="each experiment's training step against GFLV2's: RESULTS/PRESET/experiment_cost.csv",
-    )
-    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+    )  # fmt: skip
+    p.add_argument("experiments", type=_experiment, nargs="*", metavar="EXPERIMENT",
                    help="default: every experiment but Table 7's")  # fmt: skip
-    p.add_argument("--preset", default="mini")
-    p.add_argument("--warmup", type=int, default=CostOptions().warmup)
-    p.add_argument("--reps", type=int, default=CostOptions().reps)
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps of each pair")
+    p.add_argument("--reps", type=int, default=d.reps, help="timed steps of each (median)")
     p.set_defaults(func=_experiment_cost)
 
-    p = sub.add_parser("gpu-check", help="step times, FPS, memory and ratios on a GPU: one CSV")
+
+def _add_gpu_check(sub: Subparsers, parents: Parents) -> None:
+    from gfl_repro.gpu_check import CheckOptions
+
+    p = sub.add_parser("gpu-check", parents=[parents.debug],
+                       help="step times, FPS, memory and ratios on a GPU: one CSV")  # fmt: skip
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--tiny", action="store_true", help="tiny inputs, 1 rep: logic only")
     p.add_argument("--reps", type=int, default=CheckOptions.reps)
@@ -418,15 +468,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=CheckOptions.out)
     p.set_defaults(func=_gpu_check)
 
-    p = sub.add_parser(
-        "convert-checkpoint", help="map an mmdetection GFL checkpoint onto this model"
-    )
+
+def _add_experiments(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("experiments", parents=[parents.debug],
+                       help="list every experiment with its table, row and diff")  # fmt: skip
+    p.set_defaults(func=_experiments)
+
+
+def _add_levels(sub: Subparsers, parents: Parents) -> None:
+    p = sub.add_parser("levels", parents=[parents.debug, parents.preset, parents.overrides],
+                       help="an experiment's training positives per pyramid level")  # fmt: skip
+    p.add_argument("experiment", type=_experiment, nargs="?", default="gflv2")
+    p.add_argument("--limit", type=int, default=None, help="first N training images only")
+    p.set_defaults(func=_levels)
+
+
+def _add_data(sub: Subparsers, parents: Parents) -> None:
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command",
+                                                                  required=True)  # fmt: skip
+    p = data.add_parser("mini", parents=[parents.debug],
+                        help="write the built-in synthetic COCO-format dataset")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("data/mini"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int, default=3000, help="training images")
+    p.add_argument("--val", type=int, default=500, help="validation images")
+    p.add_argument("--size", type=int, default=320, help="image side in pixels")
+    p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
+    p.set_defaults(func=_data_mini)
+
+
+def _add_checkpoints(sub: Subparsers, parents: Parents) -> None:
+    """convert-checkpoint, export-checkpoint and predict: checkpoints in and out."""
+    from gfl_repro import convert, predict
+
+    p = sub.add_parser("convert-checkpoint", parents=[parents.debug],
+                       help="map an mmdetection GFL checkpoint onto this model")  # fmt: skip
     convert.add_arguments(p)
     p.set_defaults(func=_convert)
-
-    p = sub.add_parser("predict", help="detect objects in one image with a checkpoint")
+    p = sub.add_parser("export-checkpoint", parents=[parents.debug],
+                       help="write a run's checkpoint under the official GFocalV2 / "
+                            "mmdetection 2.x names")  # fmt: skip
+    p.add_argument("src", type=Path, help="a run folder (its latest checkpoint) or a checkpoint")
+    p.add_argument("dst", type=Path, help="the checkpoint file to write")
+    p.set_defaults(func=_export_checkpoint)
+    p = sub.add_parser("predict", parents=[parents.debug],
+                       help="detect objects in one image with a checkpoint")  # fmt: skip
     predict.add_arguments(p)
     p.set_defaults(func=_predict)
+
+
+BUILDERS = (_add_demo, _add_train, _add_test, _add_sweep, _add_table, _add_lqe, _add_diagnose,
+            _add_bench_model, _add_experiments, _add_levels, _add_data, _add_bench,
+            _add_experiment_cost, _add_gpu_check, _add_checkpoints)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The gfl-repro parser: one subcommand per builder of BUILDERS, in help order."""
+    parser = argparse.ArgumentParser(prog="gfl-repro", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, raise it with its traceback"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    parents = _parents()
+    for add in BUILDERS:
+        add(sub, parents)
     return parser
 
 

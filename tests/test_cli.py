@@ -1,15 +1,20 @@
-"""The gfl-repro command: demo and predict end to end on tiny inputs; experiment-cost."""
+"""The gfl-repro command: demo and predict end to end on tiny inputs; the parser's checks, the
+one-line errors, export-checkpoint's wiring and experiment-cost."""
 
+import argparse
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from gfl_repro.build import build_model
-from gfl_repro.cli import main
+from gfl_repro.cli import build_parser, main
 from gfl_repro.config import HeadConfig, ModelConfig, to_dict
+from gfl_repro.errors import ToolkitError
 
 
 def test_demo_runs_on_a_small_image(capsys):
@@ -68,6 +73,45 @@ def test_experiments_lists_gflv1_and_gflv2(capsys):
     assert "gflv1" in out and "model.quality.kind=none" in out and "gflv2" in out
 
 
+def test_preset_and_experiment_names_are_checked_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "gflv2", "--preset", "coco"])
+    assert info.value.code == 2
+    assert "invalid choice: 'coco'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["levels", "nope"])
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sweep", "9"])
+    assert "invalid choice: '9'" in capsys.readouterr().err
+
+
+def test_toolkit_errors_are_one_line_and_debug_after_the_command_raises(tmp_path, capsys):
+    absent, out = str(tmp_path / "absent"), str(tmp_path / "out.pth")
+    assert main(["export-checkpoint", absent, out]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gfl-repro: error: {absent}: no such checkpoint file or run folder\n"
+    for argv in (["--debug", "export-checkpoint", absent, out],
+                 ["export-checkpoint", "--debug", absent, out]):  # fmt: skip
+        with pytest.raises(ToolkitError, match="no such checkpoint file"):
+            main(argv)
+
+
+def test_export_checkpoint_calls_convert_and_prints_the_path(monkeypatch, tmp_path, capsys):
+    from gfl_repro import convert
+
+    calls = []
+
+    def export(src: Path, dst: Path) -> Path:
+        calls.append((src, dst))
+        return dst
+
+    monkeypatch.setattr(convert, "export_checkpoint", export)
+    assert main(["export-checkpoint", str(tmp_path / "run"), str(tmp_path / "w.pth")]) == 0
+    assert calls == [(tmp_path / "run", tmp_path / "w.pth")]
+    assert capsys.readouterr().out == f"written: {tmp_path / 'w.pth'}\n"
+
+
 def test_experiment_cost_times_named_experiments_beside_gflv2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the tiny preset's set is generated under data/
     argv = ["experiment-cost", "gflv1", "t3_region", "--preset", "tiny", "--warmup", "0",
@@ -81,3 +125,14 @@ def test_experiment_cost_times_named_experiments_beside_gflv2(tmp_path, monkeypa
         low, high = (step - half) / (ref + half) - half, (step + half) / (ref - half) + half
         assert low <= float(row["relative_to_gflv2"]) <= high
     assert "relative_to_gflv2" in capsys.readouterr().out
+
+
+def test_every_command_builds_its_help(capsys):
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    new = {"experiment-cost", "export-checkpoint"}
+    assert new | {"bench", "bench-model", "sweep", "train", "gpu-check"} <= set(sub.choices)
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0, name
+    assert "{mini,coco-1x,coco-2x-ms,tiny}" in capsys.readouterr().out

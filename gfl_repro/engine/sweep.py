@@ -1,4 +1,5 @@
-"""Sweeps: plan the runs of a paper table, run only what is missing, locally or on Slurm.
+"""Sweeps: plan the runs of a paper table, check their data, run only what is missing, locally
+or on Slurm, then time the runs the speed columns need.
 
 A run is identified by its resolved config and seed. Rows whose configs are equal (the GFLV2
 default sits in Tables 1-5) map to one run folder, ``runs/<preset>/<canonical name>/seed<S>``,
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gfl_repro.config import Config, to_dict
 from gfl_repro.engine.checkpoint import latest_checkpoint
@@ -74,6 +76,39 @@ def total_iterations(cfg: Config, train_images: int, world_size: int = 1) -> int
     return min(total, cfg.schedule.max_iters) if cfg.schedule.max_iters else total
 
 
+class CostModel(Protocol):
+    """What a preset's runs cost (experiments.presets.Cost is one)."""
+
+    train_images: int  # after the training filter
+    processes: int  # devices per run
+
+    def run_seconds(self, experiment: str, iterations: int) -> float: ...
+
+
+def device_seconds(cost: CostModel, run: PlannedRun) -> float:
+    """Estimated device-seconds of ``run``: its wall time on ``cost.processes`` devices, times
+    their number."""
+    iterations = total_iterations(run.config, cost.train_images, cost.processes)
+    return cost.run_seconds(run.name, iterations) * cost.processes
+
+
+def wall_seconds(cost: CostModel, run: PlannedRun) -> float:
+    """Estimated wall time of ``run`` on its ``cost.processes`` devices."""
+    return device_seconds(cost, run) / cost.processes
+
+
+def check_data(runs: list[PlannedRun]) -> None:
+    """Each distinct data set of the planned runs: present (the built-in one is generated) and
+    its val annotations and images valid; a broken val set stops the sweep before anything runs
+    or is submitted."""
+    from gfl_repro.engine.data import check_val_set, ensure_dataset
+    from gfl_repro.engine.distributed import DistInfo
+
+    for data in {run.config.data for run in runs}:
+        ensure_dataset(data, DistInfo())
+        check_val_set(data)
+
+
 def format_plan(runs: list[PlannedRun], seconds_per_run: Callable[[PlannedRun], float],
                 unit: str = "hours", scale: float = 1 / 3600) -> str:  # fmt: skip
     """The plan as a table: each run's estimated cost and, for a complete run that recorded it,
@@ -107,6 +142,20 @@ def unbenched(runs: list[PlannedRun], rows: set[str]) -> list[Path]:
         and run.status == "complete"
         and not (run.run_dir / RunFolder.BENCH).is_file()
     ]
+
+
+def bench_unbenched(runs: list[PlannedRun], rows: set[str], results: Path) -> list[dict]:
+    """bench-model, with its defaults, on the complete runs standing for any of ``rows`` that
+    were not benchmarked yet (unbenched); prints their table. Returns their records."""
+    from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, format_records
+
+    folders = unbenched(runs, rows)
+    if not folders:
+        return []
+    print(f"bench-model: timing {len(folders)} run(s) for the speed columns", flush=True)
+    records = bench_runs(folders, ModelBenchOptions(), results)
+    print(format_records(records), flush=True)
+    return records
 
 
 def train_command(run: PlannedRun, preset: str) -> list[str]:
