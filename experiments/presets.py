@@ -126,7 +126,7 @@ class Cost:
         return iterations * step + self.seconds_per_run
 
 
-# Measured here at mini (analysis/experiment_cost.py, 2 CPU cores, each paired with a GFLV2 step
+# Measured here at mini (gfl-repro experiment-cost, 2 CPU cores, each paired with a GFLV2 step
 # in the same process): the Table 3 rows that sample convolutional features. The other rows are
 # within 0.8-1.2 of GFLV2 and count as 1.
 MINI_RELATIVE = {

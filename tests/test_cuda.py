@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from experiments.presets import preset
-from gfl_repro.bench import random_targets
 from gfl_repro.build import build_model
 from gfl_repro.config import ModelConfig
+from gfl_repro.engine.bench.workloads import random_targets
 from gfl_repro.engine.train import train_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
