@@ -15,8 +15,8 @@ Holm's correction over the rivals (family-wise 5 %): picking the runner-up by it
 would be biased against the winner. It is supported when the winner beats every rival,
 contradicted when some rival beats it.
 
-Rows of different tables that resolve to the same config share one run folder,
-``runs/<preset>/<canonical name>/seed<S>``.
+A row's runs are the run folders that record standing for it (``tables.RowIndex``, from each
+folder's env.json); rows of different tables with one config share those folders.
 """
 
 from dataclasses import dataclass
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments.paper import PAPER
-from experiments.registry import canonical_name, table
+from experiments.registry import table
+from experiments.tables import RowIndex
 from gfl_repro.analysis.stats import (
     MIN_SEEDS,
     NOT_ENOUGH_SEEDS,
@@ -92,23 +93,21 @@ class Comparison:
 
 
 class Checker:
-    """Finds the complete seeds of an experiment and compares rows over the seeds they share.
-    The val gt is loaded and each run's detections matched once per report; every comparison
-    uses the same ``n_boot`` resamples of the val images."""
+    """Finds the complete seeds of a row and compares rows over the seeds they share. The run
+    folders are indexed by the rows they record once per report (``RowIndex``), the val gt is
+    loaded and each run's detections matched once; every comparison uses the same ``n_boot``
+    resamples of the val images."""
 
     def __init__(self, runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int):
         self.root, self.preset = Path(runs_root) / preset, preset
+        self.index = RowIndex(self.root, preset)
         self.ann_file, self.n_boot = ann_file, n_boot
         self._gt, self._weights, self._tables = None, None, {}
 
     def seeds(self, name: str) -> dict[int, Path]:
-        """Complete runs (metrics.json present) of ``name``'s canonical folder, by seed."""
-        folder = self.root / canonical_name(name, self.preset)
-        runs = {}
-        for metrics in sorted(folder.glob(f"seed*/{RunFolder.METRICS}")):
-            run = RunFolder(metrics.parent)
-            runs[int(run.identity["seed"])] = run.path
-        return runs
+        """Complete runs (metrics.json present) standing for row ``name``, by seed."""
+        runs = sorted(self.index.runs(name), key=lambda r: r.path)
+        return {int(r.identity["seed"]): r.path for r in runs if r.is_complete}
 
     def ap_summary(self, name: str) -> str:
         aps = [_ap(run) for run in self.seeds(name).values()]
@@ -163,8 +162,8 @@ def gflv2_vs_gflv1(check: Checker) -> str:
 def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[str]) -> str:
     """The claim that ``winner`` has the highest AP of the rows ``rivals`` of Table ``number``:
     the winner against each rival, Holm-corrected over the rivals."""
-    own = canonical_name(winner, check.preset)
-    others = [n for n in rivals if canonical_name(n, check.preset) != own]
+    own = check.index.experiment(winner)
+    others = [n for n in rivals if check.index.experiment(n) != own]  # not the winner's own runs
     missing = _missing(check, [winner, *others])
     comps = {} if missing else {n: check.paired(n, winner) for n in others}
     if missing or None in comps.values():

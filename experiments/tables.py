@@ -1,11 +1,18 @@
-"""A paper table from run folders: our numbers (mean ± std over seeds) beside the paper's."""
+"""A paper table from run folders: our numbers (mean ± std over seeds) beside the paper's.
 
+A row's runs are found from the run folders' own record (``RunFolder.identity``, env.json), not
+by resolving configs: a folder stands for the rows it was launched for, its own experiment name
+and, in the older local schema, the experiment asked for.
+"""
+
+from collections import defaultdict
 from pathlib import Path
 
 from experiments.paper import COLUMNS, PAPER
 from experiments.registry import canonical_name, table
 from gfl_repro.analysis.report import to_markdown, write_table
 from gfl_repro.analysis.runs import collect_runs, compare_with_paper, pcc_intervals
+from gfl_repro.engine.runs import RunFolder
 
 NOTE = (
     "Ours: COCO-style AP (%) on the preset's val set, mean ± std over complete seeds (a row whose "
@@ -16,11 +23,51 @@ NOTE = (
 )
 
 
+class RowIndex:
+    """Which run folders under ``runs_dir`` (``runs/<preset>``) stand for each paper row, read
+    from their env.json. A run with ``--set`` overrides has a config of its own and stands for
+    no row. Two experiments standing for one row is an error that names them."""
+
+    def __init__(self, runs_dir: str | Path, preset: str):
+        self.preset = preset
+        self.rows: dict[str, set[str]] = defaultdict(set)  # row -> experiments
+        self.folders: dict[str, list[RunFolder]] = defaultdict(list)  # experiment -> its runs
+        for config in sorted(Path(runs_dir).glob(f"**/{RunFolder.CONFIG}")):
+            run = RunFolder(config.parent)
+            ident = run.identity
+            if not ident["experiment"] or ident["overrides"]:
+                continue
+            self.folders[ident["experiment"]].append(run)
+            for row in {*ident["rows"], ident["experiment"], ident["requested"]}:
+                self.rows[row].add(ident["experiment"])
+
+    def experiment(self, row: str) -> str:
+        """The experiment (run folder name) whose runs stand for ``row``.
+
+        A row that no folder records falls back to the registry's canonical name: folders
+        written before every launcher recorded all the rows a run serves name only the rows
+        they were launched for (a run of the main pair does not list Table 6's rows)."""
+        found = self.rows.get(row)
+        if not found:
+            return canonical_name(row, self.preset)
+        if len(found) > 1:
+            raise ValueError(
+                f"row {row!r} is recorded by the runs of several experiments "
+                f"({', '.join(sorted(found))}); move the stale run folders away"
+            )
+        return next(iter(found))
+
+    def runs(self, row: str) -> list[RunFolder]:
+        """The run folders (any state) that stand for ``row``."""
+        return self.folders.get(self.experiment(row), [])
+
+
 def paper_table(number: str, preset: str, runs_root: Path = Path("runs"),
                 results_root: Path = Path("results")) -> tuple[Path, Path, str]:  # fmt: skip
     number = str(number)
     runs = collect_runs(runs_root / preset)
-    rows = [(e.name, canonical_name(e.name, preset)) for e in table(number)]
+    index = RowIndex(runs_root / preset, preset)
+    rows = [(e.name, index.experiment(e.name)) for e in table(number)]
     paper_key = "8" if number == "8" else number
     frame = compare_with_paper(runs, PAPER[paper_key], rows, COLUMNS[paper_key])
     if "PCC" in COLUMNS[paper_key]:  # Table 6: each seed's bootstrap interval beside the mean

@@ -99,3 +99,25 @@ def test_run_cost_scales_the_step_by_the_experiments_relative_cost():
     assert cost.run_seconds("t3_region", 100) == 100 * 0.4 + 10
     assert cost.run_seconds("gflv2", 100) == 100 * 0.2 + 10
     assert COSTS["mini"].relative["t3_deformable"] > 5  # measured: DCN sampling is the dearest
+
+
+def test_a_table_finds_its_rows_in_the_run_folders_record(tmp_path):
+    """A run folder that records standing for Table 6's GFLV2 row fills that row, whatever its
+    folder is called; the registry is not asked which folder a recorded row lives in."""
+    import json
+
+    import pandas as pd
+
+    from experiments.tables import paper_table
+
+    run = tmp_path / "mini" / "custom" / "seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    env = {"preset": "mini", "experiment": "custom", "seed": 0, "rows": ["t6_gflv2"],
+           "requested": "custom", "overrides": []}  # fmt: skip
+    (run / "env.json").write_text(json.dumps(env))
+    (run / "metrics.json").write_text(json.dumps({"AP": 0.3}))
+    csv_path, _, _ = paper_table("6", "mini", tmp_path, tmp_path / "results")
+    frame = pd.read_csv(csv_path).set_index("experiment")
+    assert frame.loc["t6_gflv2", "run"] == "custom" and frame.loc["t6_gflv2", "AP"] == 30.0
+    assert frame.loc["t6_gflv1", "seeds"] == 0  # no folder of it: missing, never filled in

@@ -36,8 +36,9 @@ def _gt(path: Path) -> Path:
     return path
 
 
-def _run(root: Path, name: str, seed: int, missed: int) -> None:
-    """runs/mini/<name>/seed<seed>: the first ``missed`` images' boxes are 6 px off."""
+def _run(root: Path, name: str, seed: int, missed: int, env: dict | None = None) -> None:
+    """runs/mini/<name>/seed<seed>: the first ``missed`` images' boxes are 6 px off. env.json
+    holds the older schema's keys (no rows) and ``env``."""
     gt = json.loads((root / "ann.json").read_text())["annotations"]
     dets = [{"image_id": a["image_id"], "category_id": 1, "score": 0.9,
              "bbox": [a["bbox"][0] + 6 * (a["image_id"] <= missed), *a["bbox"][1:]]}
@@ -45,8 +46,8 @@ def _run(root: Path, name: str, seed: int, missed: int) -> None:
     run = root / "runs" / "mini" / name / f"seed{seed}"
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    (run / "env.json").write_text(json.dumps({"preset": "mini", "experiment": name, "seed": seed,
-                                              "git_commit": "0123456789abcdef"}))  # fmt: skip
+    record = {"preset": "mini", "experiment": name, "seed": seed, "git_commit": "0123456789abcdef"}
+    (run / "env.json").write_text(json.dumps({**record, **(env or {})}))
     (run / "detections.json").write_text(json.dumps(dets))
     (run / "metrics.json").write_text(json.dumps({"AP": 1 - missed * 0.6 / IMAGES}))
 
@@ -128,6 +129,46 @@ def test_best_row_counts_significant_rivals(tmp_path):
     text = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
     assert "significantly better than 1, worse than 0, indistinguishable from 4" in text
     assert "**within noise**" in text
+
+
+def test_rows_are_found_from_the_run_folders_record(tmp_path):
+    # The run folder "custom" says it stands for gflv2 and t1_topk_mean: the claim finds it
+    # there, with no gflv2 folder and without asking the registry.
+    _root(tmp_path, {"gflv1": [200, 160, 240]})
+    for seed, m in enumerate([0, 10, 0]):
+        _run(tmp_path, "custom", seed, m, {"rows": ["gflv2", "t1_topk_mean"]})
+    check = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100)
+    assert check.seeds("gflv2") == check.seeds("t1_topk_mean")
+    assert sorted(check.seeds("gflv2")) == [0, 1, 2] and check.seeds("custom")
+    assert "**supported**" in gflv2_vs_gflv1(check)
+
+
+def test_a_run_with_overrides_stands_for_no_row(tmp_path):
+    _root(tmp_path, {"gflv1": [0]})
+    env = {"rows": ["gflv2"], "requested": "gflv2", "overrides": ["model.quality.hidden=8"]}
+    _run(tmp_path, "gflv2-0123abcd", 0, 0, env)
+    check = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100)
+    assert check.seeds("gflv2") == {} and "**not run yet**" in gflv2_vs_gflv1(check)
+
+
+def test_folders_of_the_older_schema_stand_for_what_they_record(tmp_path):
+    # An older local run recorded what was asked for (requested); one without rows stands for
+    # its experiment, and for the rows no folder records, the registry's canonical name
+    # (Table 6's GFLV1 row is the gflv1 config).
+    _root(tmp_path, {"gflv1": [0]})
+    _run(tmp_path, "gflv2", 0, 0, {"requested": "t1_topk_mean", "overrides": []})
+    index = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100).index
+    assert index.experiment("t1_topk_mean") == index.experiment("gflv2") == "gflv2"
+    assert index.experiment("t6_gflv1") == "gflv1" and len(index.runs("t6_gflv1")) == 1
+
+
+def test_a_row_recorded_by_two_experiments_is_an_error(tmp_path):
+    _root(tmp_path, {"gflv1": [0]})
+    for name in ("old", "new"):
+        _run(tmp_path, name, 0, 0, {"rows": ["gflv2"]})
+    check = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100)
+    with pytest.raises(ValueError, match=r"row 'gflv2' .* \(new, old\)"):
+        check.seeds("gflv2")
 
 
 def test_claims_file_names_the_method_and_every_claim(tmp_path):
