@@ -63,7 +63,7 @@ figures: setup
 # One static page of the results so far, results/$(PRESET)/index.html: the claims and their
 # verdicts, every table written, every figure, the runs and their environments.
 report: setup
-	$(BIN)/python -m gfl_repro.analysis.page --preset $(PRESET) --runs runs --results results
+	$(BIN)/gfl-repro report --preset $(PRESET)
 
 # Speed against torchvision's FCOS and what DGQP costs, measured in one process: results/bench.csv.
 bench: setup

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.presets import PRESETS
+from experiments.presets import PRESETS, preset
 from experiments.registry import EXPERIMENTS, TABLES
 
 
@@ -241,12 +241,31 @@ def _levels(args: argparse.Namespace) -> int:
 
 
 def _data_mini(args: argparse.Namespace) -> int:
+    """The built-in set a preset describes (its data.mini_* fields, changed by --set; the count
+    and size flags are shorthands for data.mini_train, _val, _size and _seed) into --out."""
+    from gfl_repro.config import apply_overrides
     from gfl_repro.data import mini
 
-    stats = mini.generate(args.out, args.seed, args.train, args.val, args.size)
+    flags = {"mini_seed": args.seed, "mini_train": args.train, "mini_val": args.val,
+             "mini_size": args.size}  # fmt: skip
+    shorthands = [f"data.{k}={v}" for k, v in flags.items() if v is not None]
+    data = apply_overrides(preset(args.preset), [*shorthands, *args.set]).data
+    out = args.out or Path(data.root)
+    stats = mini.generate(out, data.mini_seed, data.mini_train, data.mini_val, data.mini_size,
+                          variant=data.mini_variant())  # fmt: skip
     print(mini.format_stats(stats))
     if args.contact_sheet:
-        print(f"contact sheet: {mini.contact_sheet(args.out, args.contact_sheet)}")
+        print(f"contact sheet: {mini.contact_sheet(out, args.contact_sheet)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gfl_repro.analysis.page import build_page
+    from gfl_repro.config import to_dict
+
+    base = to_dict(preset(args.preset))  # the preset's own config: GFLV2 at that scale
+    page = build_page(args.runs / args.preset, args.results / args.preset, args.preset, base=base)
+    print(f"written: {page}")
     return 0
 
 
@@ -483,16 +502,22 @@ def _add_levels(sub: Subparsers, parents: Parents) -> None:
     p.set_defaults(func=_levels)
 
 
+def _add_report(sub: Subparsers, parents: Parents) -> None:
+    shared = [parents.debug, parents.preset, parents.runs, parents.results]
+    help_ = "write RESULTS/PRESET/index.html: claims, tables, figures, runs"
+    p = sub.add_parser("report", parents=shared, help=help_)
+    p.set_defaults(func=_report)
+
+
 def _add_data(sub: Subparsers, parents: Parents) -> None:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command",
                                                                   required=True)  # fmt: skip
-    p = data.add_parser("mini", parents=[parents.debug],
+    p = data.add_parser("mini", parents=[parents.debug, parents.preset, parents.overrides],
                         help="write the built-in synthetic COCO-format dataset")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("data/mini"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=int, default=3000, help="training images")
-    p.add_argument("--val", type=int, default=500, help="validation images")
-    p.add_argument("--size", type=int, default=320, help="image side in pixels")
+    p.add_argument("--out", type=Path, default=None, help="default: the preset's data.root")
+    for flag, field in (("--seed", "mini_seed"), ("--train", "mini_train"), ("--val", "mini_val"),
+                        ("--size", "mini_size")):  # fmt: skip
+        p.add_argument(flag, type=int, default=None, help=f"short for --set data.{field}=N")
     p.add_argument("--contact-sheet", type=Path, default=None, help="also write a PNG of boxes")
     p.set_defaults(func=_data_mini)
 
@@ -519,7 +544,7 @@ def _add_checkpoints(sub: Subparsers, parents: Parents) -> None:
 
 BUILDERS = (_add_demo, _add_train, _add_test, _add_sweep, _add_table, _add_lqe, _add_diagnose,
             _add_bench_model, _add_experiments, _add_levels, _add_data, _add_bench,
-            _add_experiment_cost, _add_gpu_check, _add_checkpoints)  # fmt: skip
+            _add_experiment_cost, _add_gpu_check, _add_checkpoints, _add_report)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,31 @@ def test_data_mini_writes_a_coco_set_and_its_contact_sheet(tmp_path, capsys):
     assert "train: 4 images" in capsys.readouterr().out
 
 
+def test_data_mini_writes_the_variant_a_config_describes(tmp_path, capsys):
+    """--set data.mini_* chooses the generator's knobs; the set records them, so a config asking
+    for the same set accepts it and one asking for another is refused."""
+    from gfl_repro.data import mini
+
+    out = tmp_path / "variant"
+    knobs = [
+        "--set",
+        "data.mini_classes=ring,star,arrow",
+        "--set",
+        "model.num_classes=3",
+        "--set",
+        "data.mini_class_colour=0.5",
+    ]  # the same items train on it
+    assert main(["data", "mini", "--out", str(out), "--train", "3", "--val", "1", "--size", "64",
+                 *knobs]) == 0  # fmt: skip
+    coco = json.loads((out / "annotations" / "instances_train.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["ring", "star", "arrow"]
+    spec = {"seed": 0, "n_train": 3, "n_val": 1, "size": 64, "classes": ("ring", "star", "arrow"),
+            "class_colour": 0.5, "min_side": 0.04}  # fmt: skip
+    mini.check_spec(out, spec)
+    with pytest.raises(mini.DatasetError, match="data.mini_class_colour: set has 0.5"):
+        mini.check_spec(out, {**spec, "class_colour": 0.0})
+
+
 def test_experiments_lists_gflv1_and_gflv2(capsys):
     assert main(["experiments"]) == 0
     out = capsys.readouterr().out

@@ -8,10 +8,9 @@ Self-contained: CSS inline, figures linked relative to the page (results/<preset
 network. Its only script marks an image that fails to load (data-broken="1"), for readers and for
 the browser test.
 
-python -m gfl_repro.analysis.page --preset mini [--runs runs] [--results results] [--base gflv2]
+``gfl-repro report --preset mini [--runs runs] [--results results]`` (``make report``).
 """
 
-import argparse
 import html
 import json
 import re
@@ -312,23 +311,3 @@ def build_page(runs_dir: str | Path, results_dir: str | Path, preset: str,
     path = results_dir / PAGE
     atomic_write_text(path, render(context))
     return path
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--preset", default="mini")
-    parser.add_argument("--runs", type=Path, default=Path("runs"))
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument(
-        "--base", default="gflv2", help="the experiment whose config the others are compared with"
-    )
-    args = parser.parse_args()
-    path = build_page(args.runs / args.preset, args.results / args.preset, args.preset,
-                      base_experiment=args.base)  # fmt: skip
-    print(f"written: {path} ({path.stat().st_size / 1024:.0f} KiB)")
-
-
-if __name__ == "__main__":
-    main()

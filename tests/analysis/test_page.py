@@ -5,16 +5,18 @@ figure is on it, the images that exist load, a missing figure and a table's miss
 import json
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from experiments.presets import preset
 from gfl_repro.analysis import page
 from gfl_repro.analysis.report import to_markdown, write_table
 from gfl_repro.analysis.runs import collect_runs, compare_with_paper
+from gfl_repro.cli import main
+from gfl_repro.config import apply_overrides, to_dict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -44,7 +46,8 @@ How the verdicts are reached.
 def _run(root: Path, experiment: str, seed: int, quality: str, ap: float | None) -> None:
     run = root / "mini" / experiment / f"seed{seed}"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": {"quality": {"kind": quality}}}))
+    config = apply_overrides(preset("mini"), [f"model.quality.kind={quality}"])
+    (run / "config.json").write_text(json.dumps(to_dict(config)))
     identity = {"preset": "mini", "experiment": experiment, "seed": seed, "rows": [experiment]}
     (run / "env.json").write_text(json.dumps({**ENV, **identity}))
     if ap is not None:  # complete
@@ -107,7 +110,7 @@ def _chromium(url: str, *flags: str, profile: Path) -> str:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """(page path, DOM as Chromium renders it, screenshot path) of the hand-made preset, the
-    page written by ``python -m gfl_repro.analysis.page``."""
+    page written by ``gfl-repro report``."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
     root = tmp_path_factory.mktemp("page")
@@ -117,10 +120,7 @@ def rendered(tmp_path_factory):
     _run(runs, "gflv1", 0, "none", 0.28)
     _run(runs, "t1_mean", 0, "dgqp", None)  # started, not complete
     _results(runs, results / "mini")
-    argv = ["page", "--preset", "mini", "--runs", str(runs), "--results", str(results)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", argv)
-        page.main()
+    assert main(["report", "--preset", "mini", "--runs", str(runs), "--results", str(results)]) == 0
     path = results / "mini" / "index.html"
     dom = Dom(_chromium(path.as_uri(), "--dump-dom", profile=root / "profile"))
     shot = root / "page.png"
