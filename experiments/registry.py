@@ -198,6 +198,14 @@ def resolve(name: str, preset_name: str, overrides: list[str] | None = None) -> 
     return apply_overrides(cfg, [*EXPERIMENTS[name].overrides_at(preset_name), *(overrides or [])])
 
 
+def rows_of(name: str, preset_name: str) -> list[str]:
+    """Every experiment (paper row) whose resolved config at ``preset_name`` equals ``name``'s,
+    in registry order: the rows one run folder stands for, recorded in its env.json at launch so
+    that tables and claims read them from the folder."""
+    cfg = resolve(name, preset_name)
+    return [n for n in EXPERIMENTS if resolve(n, preset_name) == cfg]
+
+
 def canonical_name(name: str, preset_name: str) -> str:
     """The first experiment (in registry order) whose resolved config equals ``name``'s: rows
     shared between tables (e.g. t1_topk_mean, t2_k4_p64 and gflv2) share one run folder."""

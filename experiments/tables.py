@@ -44,9 +44,10 @@ class RowIndex:
     def experiment(self, row: str) -> str:
         """The experiment (run folder name) whose runs stand for ``row``.
 
-        A row that no folder records falls back to the registry's canonical name: folders
-        written before every launcher recorded all the rows a run serves name only the rows
-        they were launched for (a run of the main pair does not list Table 6's rows)."""
+        Launchers record every row with the run's config (``registry.rows_of``). A row that no
+        folder records falls back to the registry's canonical name, for folders written before
+        they did, which name only the rows they were launched for (a run of the main pair
+        then lists no Table 6 row)."""
         found = self.rows.get(row)
         if not found:
             return canonical_name(row, self.preset)

@@ -75,7 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from experiments.registry import canonical_name, resolve
+    from experiments.registry import canonical_name, resolve, rows_of
     from gfl_repro.config import to_dict
     from gfl_repro.engine.runs import default_run_dir, identity
     from gfl_repro.engine.train import train_run
@@ -87,6 +87,8 @@ def _train(args: argparse.Namespace) -> int:
         name = f"{args.experiment}-{digest}"
     run_dir = args.work_dir or default_run_dir(args.preset, name, args.seed)
     rows = args.rows.split(",") if args.rows else [args.experiment]
+    if not args.set:  # every row with this config, so that tables read them from the folder
+        rows += rows_of(args.experiment, args.preset)
     meta = identity(args.preset, name, rows, args.experiment, args.set)
     train_run(cfg, run_dir, args.seed, resume=args.resume, meta=meta)
     return 0
@@ -119,13 +121,15 @@ def _speed_rows(numbers: tuple[str, ...]) -> set[str]:
 
 def _sweep(args: argparse.Namespace) -> int:
     from experiments.presets import COSTS
-    from experiments.registry import canonical_name, resolve, table
+    from experiments.registry import canonical_name, resolve, rows_of, table
     from experiments.tables import paper_table
     from gfl_repro.engine import sweep
 
     numbers = _table_numbers(args.table)
     rows = [e.name for number in numbers for e in table(number)]
     runs = sweep.plan(rows, args.preset, args.seeds, resolve, canonical_name, args.runs)
+    for run in runs:  # the folder records every row it stands for, not only the ones asked
+        run.rows = sorted({*run.rows, *rows_of(run.name, args.preset)})
     cost = COSTS[args.preset]
     unit = "GPU-hours" if cost.processes > 1 else "hours"
     print(f"Table {args.table} at {args.preset}, {args.seeds} seed(s); cost from {cost.source}")

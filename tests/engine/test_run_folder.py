@@ -3,6 +3,7 @@ folders written before the schema was one still readable."""
 
 import json
 
+from experiments.registry import canonical_name, resolve, rows_of
 from gfl_repro.cli import main
 from gfl_repro.engine.runs import RunFolder, identity
 from gfl_repro.engine.sweep import PlannedRun, train_command
@@ -54,3 +55,18 @@ def test_train_writes_the_identity_into_env_json(tiny_root, tmp_path):
     assert env["rows"] == ["gflv2", "t1_topk_mean"] and env["seed"] == 3 and env["preset"] == "tiny"
     assert env["overrides"] == [f"data.root={tiny_root}"] and run.is_complete
     assert run.identity["rows"] == env["rows"]
+
+
+def test_rows_of_are_the_rows_with_one_config():
+    rows = rows_of("gflv2", "mini")
+    assert rows[0] == "gflv2" == canonical_name("t2_k4_p64", "mini")
+    assert {"t1_topk_mean", "t2_k4_p64"} <= set(rows) and "gflv1" not in rows
+    assert all(resolve(r, "mini") == resolve("gflv2", "mini") for r in rows)
+
+
+def test_train_without_overrides_records_every_row_of_its_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the tiny preset generates its set under ./data/tiny
+    run = RunFolder(tmp_path / "run")
+    assert main(["train", "gflv1", "--preset", "tiny", "--work-dir", str(run.path)]) == 0
+    assert run.identity["rows"] == sorted(rows_of("gflv1", "tiny"))
+    assert {"gflv1", "t2_k0"} <= set(run.identity["rows"])
