@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.claims import claims
-from gfl_repro.analysis import examples, figures
-from gfl_repro.analysis.runs import collect_runs, val_annotations
+from gfl_repro.analysis import examples, plots
+from gfl_repro.analysis.collect import collect_runs, val_annotations
 from gfl_repro.engine.examples import EXAMPLE_IMAGES, first_with_examples
 from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.engine.runs import RunFolder
@@ -61,36 +61,36 @@ def main() -> None:
                         help="val images looked through for Figs. 1c/d and 7")  # fmt: skip
     args = parser.parse_args()
     runs_dir, out = args.runs / args.preset, args.results / args.preset / "figures"
-    written, skipped = figures.fig4(out), []
+    written, skipped = plots.fig4(out), []
 
     v1, v2 = first_dump(runs_dir, "gflv1"), first_dump(runs_dir, "gflv2")
     if v1:
-        written += figures.fig1b(load_lqe(v1), out)
+        written += plots.fig1b(load_lqe(v1), out)
     else:
         skipped.append("fig1b: no gflv1 run with lqe.npz (gfl-repro lqe <run>)")
     if v2:
-        written += figures.fig9(load_lqe(v2), out)
+        written += plots.fig9(load_lqe(v2), out)
     else:
         skipped.append("fig9: no gflv2 run with lqe.npz (gfl-repro lqe <run>)")
 
     curves = {e: sorted((runs_dir / e).glob("seed*/")) for e in ("gflv1", "gflv2")}
     curves = {e: [r for r in dirs if (r / RunFolder.LOG).is_file()] for e, dirs in curves.items()}
     if all(curves.values()):
-        written += figures.fig8(curves, out)
+        written += plots.fig8(curves, out)
     else:
         skipped.append("fig8: needs metrics.jsonl of both gflv1 and gflv2")
 
     try:  # runs trained with runtime.lqe_every_epoch=true
-        written += figures.fig_lqe_training(curves, out)
+        written += plots.fig_lqe_training(curves, out)
     except ValueError as err:
         skipped.append(f"lqe_over_training: {err}")
 
     bench = args.results / args.preset / "bench_model.csv"
     table = None
     if bench.is_file():
-        table = figures.speed_table(collect_runs(runs_dir), pd.read_csv(bench))
+        table = plots.speed_table(collect_runs(runs_dir), pd.read_csv(bench))
     if table is not None and len(table):
-        written += figures.fig6(table, out)
+        written += plots.fig6(table, out)
     else:
         skipped.append(f"fig6: no {bench} or no complete run among its experiments")
     found, reasons = example_figures(runs_dir, out, args.example_images)

@@ -13,8 +13,7 @@ import pandas as pd
 
 from experiments.claims import Checker, gflv2_vs_gflv1
 from experiments.paper import R50_1X
-from gfl_repro.analysis.report import ours_cell, to_markdown, write_table
-from gfl_repro.analysis.runs import (
+from gfl_repro.analysis.collect import (
     DIAGNOSTICS,
     METRICS,
     collect_runs,
@@ -22,6 +21,7 @@ from gfl_repro.analysis.runs import (
     provenance,
     val_annotations,
 )
+from gfl_repro.analysis.report import ours_cell, to_markdown, write_table
 from gfl_repro.analysis.stats import mean_std
 from gfl_repro.io import atomic_write_text
 

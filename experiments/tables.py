@@ -10,8 +10,8 @@ from pathlib import Path
 
 from experiments.paper import COLUMNS, PAPER
 from experiments.registry import canonical_name, table
+from gfl_repro.analysis.collect import collect_runs, compare_with_paper, pcc_intervals
 from gfl_repro.analysis.report import to_markdown, write_table
-from gfl_repro.analysis.runs import collect_runs, compare_with_paper, pcc_intervals
 from gfl_repro.engine.runs import RunFolder
 
 NOTE = (

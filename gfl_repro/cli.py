@@ -114,7 +114,7 @@ def _speed_rows(numbers: tuple[str, ...]) -> set[str]:
     and FPS): the ones a sweep with --bench times."""
     from experiments.paper import COLUMNS
     from experiments.registry import table
-    from gfl_repro.analysis.runs import SPEED
+    from gfl_repro.analysis.collect import SPEED
 
     return {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
 

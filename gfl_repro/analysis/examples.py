@@ -24,7 +24,7 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from gfl_repro.analysis.figures import save  # noqa: E402
+from gfl_repro.analysis.plots import save  # noqa: E402
 from gfl_repro.engine.examples import BOX_COLS, GT_COLS, image_path  # noqa: E402
 from gfl_repro.engine.lqe import SIDES  # noqa: E402
 from gfl_repro.engine.runs import RunFolder  # noqa: E402

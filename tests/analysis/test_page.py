@@ -13,8 +13,8 @@ from PIL import Image
 
 from experiments.presets import preset
 from gfl_repro.analysis import page
+from gfl_repro.analysis.collect import collect_runs, compare_with_paper
 from gfl_repro.analysis.report import to_markdown, write_table
-from gfl_repro.analysis.runs import collect_runs, compare_with_paper
 from gfl_repro.cli import main
 from gfl_repro.config import apply_overrides, to_dict
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.presets import tiny
-from gfl_repro.analysis.runs import collect_runs, compare_with_paper
+from gfl_repro.analysis.collect import collect_runs, compare_with_paper
 from gfl_repro.cli import main
 from gfl_repro.engine.bench.model import ModelBenchOptions, bench_runs, run_iterations
 from gfl_repro.engine.train import train_run

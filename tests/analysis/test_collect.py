@@ -3,8 +3,8 @@
 import json
 import math
 
+from gfl_repro.analysis.collect import collect_runs, compare_with_paper
 from gfl_repro.analysis.report import to_markdown
-from gfl_repro.analysis.runs import collect_runs, compare_with_paper
 
 
 def _run(root, exp, seed, ap=None):

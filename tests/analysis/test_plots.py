@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from experiments.claims import claims
-from gfl_repro.analysis import figures
+from gfl_repro.analysis import plots
 from gfl_repro.engine.lqe import SIDES, TOPK, load_lqe, save_lqe
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
@@ -91,44 +91,44 @@ def _check(paths: list[Path]) -> None:
 
 def test_every_figure_writes_png_pdf_csv(fixture, tmp_path):
     runs = fixture / "runs" / "mini"
-    _check(figures.fig1b(load_lqe(runs / "gflv1" / "seed0"), tmp_path))
-    _check(figures.fig9(load_lqe(runs / "gflv2" / "seed0"), tmp_path))
-    _check(figures.fig4(tmp_path))
+    _check(plots.fig1b(load_lqe(runs / "gflv1" / "seed0"), tmp_path))
+    _check(plots.fig9(load_lqe(runs / "gflv2" / "seed0"), tmp_path))
+    _check(plots.fig4(tmp_path))
     curves = {e: sorted((runs / e).glob("seed*")) for e in ("gflv1", "gflv2")}
-    _check(figures.fig8(curves, tmp_path))
+    _check(plots.fig8(curves, tmp_path))
     table = pd.DataFrame({"experiment": ["gflv1", "gflv2"], "AP": [30.0, 50.0],
                           "fps": [20.0, 19.0], "ms": [50.0, 52.6]})  # fmt: skip
-    _check(figures.fig6(table, tmp_path))
+    _check(plots.fig6(table, tmp_path))
 
 
 def test_lqe_over_training_from_metrics_lines(fixture, tmp_path):
     runs = {e: sorted((fixture / "runs" / "mini" / e).glob("seed*")) for e in ("gflv1", "gflv2")}
-    table = figures.lqe_over_training(runs)
+    table = plots.lqe_over_training(runs)
     assert len(table) == 2 * 2 * 2  # experiments x seeds x logged checkpoints
     v2 = table[(table["experiment"] == "gflv2") & (table["iter"] == 200)]
     assert np.allclose(v2["pcc_joint"], 0.6) and np.allclose(v2["pcc_quality"], 0.7)
     assert table.loc[table["experiment"] == "gflv1", "quality_mean"].isna().all()
-    _check(figures.fig_lqe_training(runs, tmp_path))
+    _check(plots.fig_lqe_training(runs, tmp_path))
     with pytest.raises(ValueError, match="lqe_every_epoch"):
-        figures.fig_lqe_training({"gflv1": []}, tmp_path)
+        plots.fig_lqe_training({"gflv1": []}, tmp_path)
 
 
 def test_density_table_counts_and_pearson():
     x, y = np.array([0.1, 0.5, 0.9, np.nan]), np.array([0.2, 0.5, 0.8, 0.3])
-    table = figures.density_table(x, y, bins=10)
+    table = plots.density_table(x, y, bins=10)
     assert table["count"].sum() == 3 and table["N"].iloc[0] == 3  # the NaN row is dropped
     np.testing.assert_allclose(table["r"].iloc[0], np.corrcoef(x[:3], y[:3])[0, 1])
 
 
 def test_loss_curves_mean_min_max_over_seeds(fixture):
     runs = {e: sorted((fixture / "runs" / "mini" / e).glob("seed*")) for e in ("gflv1", "gflv2")}
-    table = figures.loss_curves(runs)
+    table = plots.loss_curves(runs)
     assert set(table["experiment"]) == {"gflv1", "gflv2"} and (table["seeds"] == 2).all()
     assert (table["min"] <= table["mean"]).all() and (table["mean"] <= table["max"]).all()
 
 
 def test_fig4_features_do_not_move_with_the_shift():
-    table = figures.shifted_features(reg_max=16, k=4, shift=6)
+    table = plots.shifted_features(reg_max=16, k=4, shift=6)
     dist = table[table["kind"] == "distribution"].pivot(index="index", columns="series")["value"]
     assert dist["original"].idxmax() != dist["shifted"].idxmax()  # the peak did move
     feats = table[table["kind"] == "feature"].pivot(index="index", columns="series")["value"]
