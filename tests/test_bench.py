@@ -5,9 +5,9 @@ import dataclasses
 
 import pytest
 
-from experiments.presets import tiny
+from experiments.presets import mini, tiny
 from gfl_repro.cli import main
-from gfl_repro.engine.bench import suite
+from gfl_repro.engine.bench import levers, suite
 from gfl_repro.engine.bench.suite import BenchOptions, Row
 from gfl_repro.engine.bench.table import format_table
 from gfl_repro.engine.bench.timing import median_times, time_calls
@@ -65,7 +65,7 @@ def read_rows(path):
 def test_the_command_writes_the_csv(tiny_root, tmp_path, capsys):
     # Item 5 times the mini preset's loader: it needs the mini set, so it is left to the next test.
     out = tmp_path / "sub" / "bench.csv"
-    assert main(tiny_argv(tiny_root, out, "--skip", "1", "2", "3", "5")) == 0
+    assert main(tiny_argv(tiny_root, out, "--skip", "1", "2", "3", "5", "8")) == 0
     columns, rows = read_rows(out)
     assert tuple(columns) == suite.COLUMNS
     assert sorted({int(r["item"]) for r in rows}) == [4, 6, 7]
@@ -79,7 +79,7 @@ def test_the_command_writes_the_csv(tiny_root, tmp_path, capsys):
 
 def test_detector_and_loading_items_at_64_px(tiny_root, tmp_path):
     out = tmp_path / "bench.csv"
-    returned = suite.run(tiny_options(tiny_root, out, skip=(4, 6, 7)), loading=_tiny())
+    returned = suite.run(tiny_options(tiny_root, out, skip=(4, 6, 7, 8)), loading=_tiny())
     _, rows = read_rows(out)
     assert rows == [row.values() for row in returned]
     assert [int(r["item"]) for r in rows] == [1, 3, 2, 3, 3, 5]
@@ -108,7 +108,7 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="reps"):
         BenchOptions(reps=0)
     with pytest.raises(ValueError, match="skip"):
-        BenchOptions(skip=(8,))
+        BenchOptions(skip=(9,))
 
 
 def test_time_calls_interleaves_warms_up_and_draws_inputs_untimed():
@@ -123,3 +123,26 @@ def test_time_calls_interleaves_warms_up_and_draws_inputs_untimed():
 def test_format_table_aligns_left_two_spaces_apart():
     table = format_table(("a", "long"), [("xyz", "1"), ("", "22")])
     assert table.splitlines() == ["a    long", "xyz  1", "     22"]
+
+
+def test_width_levers_scale_every_channel_count_to_its_groups():
+    cfg = mini().model  # widths 16-256 (backbone GN of 8 groups), FPN and head 64 (16 groups)
+    half = levers.scaled_model(cfg, 0.5)
+    assert half.mini_widths == (8, 16, 32, 64, 128)
+    assert half.fpn_channels == 32 and half.head.feat_channels == 32
+    three_quarters = levers.scaled_model(cfg, 0.75)
+    assert three_quarters.mini_widths == (16, 24, 48, 96, 192)  # 12 -> 16: the nearest multiple
+    assert three_quarters.fpn_channels == 48 and three_quarters.head.feat_channels == 48
+    assert levers.scaled_model(cfg, 1.0) is cfg
+
+
+def test_levers_are_timed_against_the_preset_step_per_image():
+    cfg = _tiny()  # 64-px images, 4 per step
+    chosen = (levers.Lever("channels_last", "memory format", True, channels_last=True),
+              levers.Lever("batch 2", "2 images", False, batch=2))  # fmt: skip
+    records = levers.bench_levers(cfg, reps=1, warmup=0, boxes=3, levers=chosen)
+    assert [r["lever"].name for r in records] == ["channels_last", "batch 2"]
+    for r in records:
+        assert r["ours"] > 0 and r["base"] > 0 and r["first_call_s"] > 0
+    step, batch = levers.lever_step(cfg, chosen[1], boxes=3)
+    assert batch == 2 and levers.lever_step(cfg, None, boxes=3)[1] == 4

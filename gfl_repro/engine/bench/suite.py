@@ -14,6 +14,8 @@ Items (``skip`` takes their numbers):
     step consumes
   6 COCO evaluation, pycocotools against faster-coco-eval, time and largest metric difference
   7 achieved GFLOP/s of the R-50-FPN forward against a large float32 matrix product
+  8 the speed levers of a preset's training step (the CLI passes mini): each lever's step
+    against the preset's own, per image (levers.py)
 
 Legend: B images, S image side in pixels, M gt boxes, P priors over all levels.
 """
@@ -46,7 +48,7 @@ from gfl_repro.engine.bench.workloads import (
 )
 
 COLUMNS = ("item", "measure", "ours", "reference", "unit", "ratio", "goal", "met", "note")
-ITEMS = (1, 2, 3, 4, 5, 6, 7)
+ITEMS = (1, 2, 3, 4, 5, 6, 7, 8)
 ATSS_STEPS = ("measure", "estimate")
 ATSS_SHAPE = (800, 1333)  # (h, w) of the image; padded to a multiple of 32: 800 x 1344
 ATSS_NUM_GT = 100
@@ -320,13 +322,27 @@ def bench_flops(opts: BenchOptions) -> list[Row]:
 # --- the command ----------------------------------------------------------------------------------
 
 
+def bench_regime(opts: BenchOptions, cfg: Config) -> list[Row]:
+    """Item 8: each lever of ``cfg``'s training step against the step itself (levers.py)."""
+    from gfl_repro.engine.bench.levers import bench_levers
+
+    rows = []
+    for r in bench_levers(cfg, opts.reps, opts.warmup, opts.boxes):
+        kind = "same numbers" if r["lever"].same_numbers else "changes the experiment"
+        note = f"{r['lever'].changes}; {kind}; first call {r['first_call_s']:.1f} s"
+        rows.append(Row(8, f"step with {r['lever'].name} / preset step", r["ours"], r["base"],
+                        unit="s/img", note=note))  # fmt: skip
+    return rows
+
+
 def run_items(opts: BenchOptions, loading: Config) -> list[Row]:
-    """Every item not skipped, in order; item 5 times ``loading``'s loader and step."""
+    """Every item not skipped, in order; items 5 and 8 time ``loading``'s loader and step."""
     items = set(ITEMS) - set(opts.skip)
     rows = bench_detectors(opts, items) if items & {1, 2, 3} else []
     steps: list[tuple[int, Callable[[], list[Row]]]] = [
         (4, lambda: bench_atss(opts)), (5, lambda: bench_loading(opts, loading)),
         (6, lambda: bench_evaluation(opts)), (7, lambda: bench_flops(opts)),
+        (8, lambda: bench_regime(opts, loading)),
     ]  # fmt: skip
     for item, bench in steps:
         if item in items:

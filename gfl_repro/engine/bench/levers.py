@@ -1,0 +1,113 @@
+"""Item 8 of `gfl-repro bench`: what each speed lever does to a training step of a preset.
+
+Every lever is timed against the preset's own step in the same call, repetitions interleaved
+(lever, base, lever, base, ...), so that a load on the machine lands on both alike. Two kinds:
+
+- levers that leave what is computed unchanged (the numbers stay those of the preset):
+  channels_last memory format, ``torch.compile`` of the forward (its compilation is a warm-up
+  repetition, not timed; the note gives how long it took);
+- levers that change the experiment (image side, network width, images per step): candidates
+  of the regime search in docs/differences.md, never taken for speed alone. A step of a
+  smaller batch is reported per image (ours and the base both in seconds per image).
+
+Legend: B images per step, S image side in pixels.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from gfl_repro.config import Config, ModelConfig
+from gfl_repro.engine.bench.timing import median_times
+from gfl_repro.engine.bench.workloads import gfl_step, random_images, random_targets, seeded_model
+from gfl_repro.models.backbone import GN_GROUPS
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A change of the step: ``changes`` says how (for the table), ``same_numbers`` whether the
+    model computes what the base does."""
+
+    name: str
+    changes: str
+    same_numbers: bool
+    size: int | None = None  # image side S; None keeps the preset's
+    batch: int | None = None  # images per step B; None keeps the preset's
+    width: float = 1.0  # multiplies every channel count of the backbone, FPN and head
+    channels_last: bool = False
+    compile: bool = False
+
+
+LEVERS = (
+    Lever("channels_last", "memory format of the model and images", True, channels_last=True),
+    Lever("compile", "torch.compile of the forward (inductor)", True, compile=True),
+    Lever("size 256", "image side 256 instead of the preset's", False, size=256),
+    Lever("size 224", "image side 224 instead of the preset's", False, size=224),
+    Lever("width 0.75", "every channel count x 0.75", False, width=0.75),
+    Lever("width 0.5", "every channel count x 0.5", False, width=0.5),
+    Lever("batch 4", "4 images per step instead of the preset's (per image)", False, batch=4),
+)
+
+
+def scaled_model(cfg: ModelConfig, width: float) -> ModelConfig:
+    """``cfg`` with every channel count of the mini backbone, FPN and head times ``width``,
+    rounded to the nearest multiple of its GroupNorm's groups (the backbone's GN_GROUPS, the
+    head's gn_groups for the FPN and head), at least one multiple."""
+    if width == 1.0:
+        return cfg
+
+    def scale(channels: int, groups: int) -> int:
+        return max(groups, round(channels * width / groups) * groups)
+
+    g = cfg.head.gn_groups
+    head = dataclasses.replace(cfg.head, feat_channels=scale(cfg.head.feat_channels, g))
+    widths = tuple(scale(c, GN_GROUPS) for c in cfg.mini_widths)
+    return dataclasses.replace(cfg, mini_widths=widths, fpn_channels=scale(cfg.fpn_channels, g),
+                               head=head)  # fmt: skip
+
+
+def lever_step(cfg: Config, lever: Lever | None, boxes: int) -> tuple[Callable[[], object], int]:
+    """One training step of ``cfg`` changed by ``lever`` (None: the preset's own) on random
+    images with ``boxes`` random gt boxes each, and its number of images."""
+    size = (lever and lever.size) or cfg.data.train_scale[0]
+    batch = (lever and lever.batch) or cfg.data.images_per_process
+    model = seeded_model(scaled_model(cfg.model, lever.width if lever else 1.0))
+    images = random_images(batch, size)  # (B, 3, S, S)
+    if lever and lever.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    step = gfl_step(model, images, random_targets(batch, (size, size), boxes))
+    if lever and lever.compile:
+        step = _compiled_step(model, images, random_targets(batch, (size, size), boxes))
+    return step, batch
+
+
+def _compiled_step(model, images, targets) -> Callable[[], object]:
+    from gfl_repro.engine.bench.workloads import _sgd
+    from gfl_repro.engine.train import train_step
+
+    compiled = torch.compile(model)  # the forward; the losses stay eager
+    optimizer = _sgd(model)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    model.train()
+    return lambda: train_step(model, compiled, optimizer, scaler, images, targets, 0)
+
+
+def bench_levers(cfg: Config, reps: int, warmup: int, boxes: int,
+                 levers: tuple[Lever, ...] = LEVERS) -> list[dict]:  # fmt: skip
+    """Per lever: seconds per image of its step and of the preset's (interleaved), their ratio,
+    and the seconds of the first (warm-up) call, which holds a compilation."""
+    records = []
+    for lever in levers:
+        base, base_batch = lever_step(cfg, None, boxes)
+        changed, batch = lever_step(cfg, lever, boxes)
+        tic = time.perf_counter()
+        changed()  # the first call: compiles where the lever compiles
+        first = time.perf_counter() - tic
+        ours, ref = median_times([changed, base], reps, warmup)
+        records.append({"lever": lever, "ours": ours / batch, "base": ref / base_batch,
+                        "first_call_s": first})  # fmt: skip
+    return records
