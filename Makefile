@@ -65,7 +65,8 @@ figures: setup
 report: setup
 	$(BIN)/gfl-repro report --preset $(PRESET)
 
-# Speed against torchvision's FCOS and what DGQP costs, measured in one process: results/bench.csv.
+# Speed against torchvision's FCOS, what DGQP costs and the mini step's speed levers, measured in
+# one process: results/bench.csv.
 bench: setup
 	$(BIN)/gfl-repro bench
 
