@@ -1,4 +1,5 @@
-"""The paper's claims checked against the run folders of a preset, as Markdown (claims.md).
+"""The paper's claims checked against the run folders of a preset: results/<preset>/claims.md
+to read and claims.json for programs (the results page), both written from one ``ClaimReport``.
 
 A claim compares two rows: b beats a. For each training seed both rows have, the paired
 difference on the val set comes with a percentile bootstrap interval over the val images (AP) or
@@ -17,9 +18,21 @@ contradicted when some rival beats it.
 
 A row's runs are the run folders that record standing for it (``tables.RowIndex``, from each
 folder's env.json); rows of different tables with one config share those folders.
+
+claims.json: {"preset", "bootstrap" (resamples), "min_seeds", "method" (the text under the
+heading of claims.md), "claims": [claim]}. A claim: {"title", "verdict" (None for a group such as
+Table 5's, whose "parts" carry the verdicts), "seeds" (that the verdict rests on; 0 when not run,
+None for a group), "unit" ("AP" or "PCC"), "mean", "low", "high", "p" (the mean difference b - a
+over the seeds and its 95 % interval; low, high and p None with one seed), "paper" (the paper's
+difference), "per_seed": [{"seed", "diff", "low", "high"}] (each seed's difference and bootstrap
+interval), "rivals" (a best-row claim's numbers, per rival: [{"row", "outcome" ("better": the
+winner significantly better, "worse", "tied"; None with too few seeds), "p_holm", "seeds",
+"mean", "low", "high", "p", "per_seed"}]), "lines" (its text in claims.md), "parts" (claims of
+this shape)}. A number not measured is None (null).
 """
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +57,7 @@ from gfl_repro.analysis.stats import (
 )
 from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.engine.runs import RunFolder
+from gfl_repro.io import atomic_write_json, atomic_write_text
 
 NOT_RUN = "not run yet"
 ALPHA = 0.05  # the family-wise error rate of a best-row claim, and 1 - the interval level
@@ -85,11 +99,123 @@ class Comparison:
             f"(t, {n - 1} df, seed and val-sample noise), p = {i.p:.3g}"
         )
 
+    def record(self) -> dict:
+        """The numbers of claims.json (module docstring), ``seeds`` a count."""
+        i = self.interval
+        per_seed = zip(self.seeds, self.diffs, self.lows, self.highs, strict=True)
+        return {
+            "seeds": len(self.seeds),
+            "mean": _number(i.mean if i else np.mean(self.diffs)),
+            **{k: _number(getattr(i, k)) if i else None for k in ("low", "high", "p")},
+            "per_seed": [{"seed": int(s), "diff": _number(d), "low": _number(lo),
+                          "high": _number(hi)} for s, d, lo, hi in per_seed],
+        }  # fmt: skip
+
     def per_seed(self, digits: int = 2) -> list[str]:
         return [
             f"seed {s}: {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] (val bootstrap)"
             for s, d, lo, hi in zip(self.seeds, self.diffs, self.lows, self.highs, strict=True)
         ]
+
+
+def _number(x) -> float | None:
+    """A float for claims.json: None where not finite (JSON has no NaN)."""
+    return float(x) if np.isfinite(x) else None
+
+
+@dataclass
+class Rival:
+    """A rival row of a best-row claim: AP(winner) - AP(rival), its Holm-adjusted p-value and
+    the outcome for the winner ("better", "worse", "tied"; None with too few seeds for either)."""
+
+    comparison: Comparison
+    p_holm: float | None = None
+    outcome: str | None = None
+
+    def record(self) -> dict:
+        p_holm = None if self.p_holm is None else _number(self.p_holm)
+        return {"outcome": self.outcome, "p_holm": p_holm, **self.comparison.record()}
+
+
+@dataclass
+class Claim:
+    """One claim: claims.md shows its title, verdict and lines; claims.json holds them with the
+    numbers they were written from. A group (verdict None) is a title over its parts."""
+
+    title: str
+    verdict: str | None
+    lines: list[str] = field(default_factory=list)
+    unit: str = "AP"
+    paper: float | None = None  # the paper's difference, in ``unit``
+    comparison: Comparison | None = None  # b - a; None when not run, for a best row or a group
+    rivals: dict[str, Rival] = field(default_factory=dict)  # a best-row claim's, by row
+    parts: list["Claim"] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> int | None:
+        """The seeds the verdict rests on: for a best row, the fewest any rival shares with the
+        winner; 0 when not run, None for a group."""
+        if self.verdict is None:
+            return None
+        comps = [r.comparison for r in self.rivals.values()] or [self.comparison]
+        return min((len(c.seeds) for c in comps if c), default=0)
+
+    def record(self) -> dict:
+        """The claim in claims.json (module docstring)."""
+        numbers = self.comparison.record() if self.comparison else {"per_seed": []}
+        return {
+            "title": self.title,
+            "verdict": self.verdict,
+            "seeds": self.seeds,
+            "unit": self.unit,
+            **{k: numbers.get(k) for k in ("mean", "low", "high", "p")},
+            "paper": self.paper,
+            "per_seed": numbers["per_seed"],
+            "rivals": [{"row": n, **r.record()} for n, r in self.rivals.items()],
+            "lines": self.lines,
+            "parts": [c.record() for c in self.parts],
+        }
+
+    def markdown(self) -> str:
+        """A section of claims.md: "## title: **verdict**" and a "- " line per line; a group's
+        parts as "- title: **verdict**; first line" with their other lines beneath."""
+        if self.verdict is not None:
+            lines = [f"- {line}" for line in self.lines]
+            return "\n".join([f"## {self.title}: **{self.verdict}**", "", *lines, ""])
+        out = [f"## {self.title}", ""]
+        for part in self.parts:
+            first, *rest = part.lines
+            out += [f"- {part.title}: **{part.verdict}**; {first}", *[f"  - {x}" for x in rest]]
+        return "\n".join([*out, ""])
+
+
+@dataclass
+class ClaimReport:
+    """Every claim at a preset, and how its verdicts were reached: claims.md and claims.json."""
+
+    preset: str
+    n_boot: int
+    claims: list[Claim]
+
+    def markdown(self) -> str:
+        heading = f"# The paper's claims at preset `{self.preset}`\n\n{method(self.n_boot)}\n"
+        return "\n".join([heading, *(c.markdown() for c in self.claims)])
+
+    def record(self) -> dict:
+        return {
+            "preset": self.preset,
+            "bootstrap": self.n_boot,
+            "min_seeds": MIN_SEEDS,
+            "method": method(self.n_boot),
+            "claims": [c.record() for c in self.claims],
+        }
+
+    def write(self, folder: str | Path) -> tuple[Path, Path]:
+        """``folder``/claims.md and claims.json (results/<preset>/)."""
+        md, js = Path(folder) / "claims.md", Path(folder) / "claims.json"
+        atomic_write_text(md, self.markdown())
+        atomic_write_json(js, self.record())
+        return md, js
 
 
 class Checker:
@@ -139,84 +265,95 @@ def _ap(run: Path) -> float:
     return 100 * RunFolder(run).metrics["AP"]
 
 
-def _section(title: str, result: str, lines: list[str]) -> str:
-    return "\n".join([f"## {title}: **{result}**", "", *[f"- {line}" for line in lines], ""])
-
-
 def _missing(check: Checker, names: list[str]) -> list[str]:
     return [n for n in names if not check.seeds(n)]
 
 
-def gflv2_vs_gflv1(check: Checker) -> str:
+def main_claim(check: Checker) -> Claim:
     title = "GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4)"
-    paper = PAPER["2"]["t2_k4_p64"]["AP"] - PAPER["2"]["t2_k0"]["AP"]
+    paper = round(PAPER["2"]["t2_k4_p64"]["AP"] - PAPER["2"]["t2_k0"]["AP"], 1)
     missing = _missing(check, ["gflv1", "gflv2"])
     comp = None if missing else check.paired("gflv1", "gflv2")
     if comp is None:
-        return _section(title, NOT_RUN, [f"missing: {', '.join(missing) or 'a common seed'}"])
+        why = ", ".join(missing) or "a common seed"
+        return Claim(title, NOT_RUN, [f"missing: {why}"], paper=paper)
     lines = [check.ap_summary("gflv1"), check.ap_summary("gflv2"), comp.summary(),
              *comp.per_seed(), f"paper: {paper:+.1f} AP"]  # fmt: skip
-    return _section(title, comp.verdict, lines)
+    return Claim(title, comp.verdict, lines, paper=paper, comparison=comp)
 
 
-def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[str]) -> str:
+def gflv2_vs_gflv1(check: Checker) -> str:
+    """The main claim's section of claims.md (analysis/main_result.py prints it)."""
+    return main_claim(check).markdown()
+
+
+def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[str]) -> Claim:
     """The claim that ``winner`` has the highest AP of the rows ``rivals`` of Table ``number``:
     the winner against each rival, Holm-corrected over the rivals."""
     own = check.index.experiment(winner)
     others = [n for n in rivals if check.index.experiment(n) != own]  # not the winner's own runs
+    paper = PAPER[number]
+    gap = round(paper[winner]["AP"] - max(paper[n]["AP"] for n in others), 1)
     missing = _missing(check, [winner, *others])
     comps = {} if missing else {n: check.paired(n, winner) for n in others}
     if missing or None in comps.values():
-        return _section(title, NOT_RUN, [f"missing rows: {', '.join(missing) or 'a common seed'}"])
-    paper = PAPER[number]
-    gap = paper[winner]["AP"] - max(paper[n]["AP"] for n in others)
-    tail = f"paper: {gap:+.1f} AP over the runner-up"
+        why = ", ".join(missing) or "a common seed"
+        return Claim(title, NOT_RUN, [f"missing rows: {why}"], paper=gap)
     fewest = min(len(c.seeds) for c in comps.values())
     if fewest < MIN_SEEDS:
+        verdict, found = NOT_ENOUGH_SEEDS, {n: Rival(c) for n, c in comps.items()}
         lines = [check.ap_summary(winner), f"{fewest} seed(s) in common with some rival: training "
                  "noise not measured; per rival, AP(winner) − AP(rival) per seed:"]  # fmt: skip
         for name, c in comps.items():
             seeds = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(c.seeds, c.diffs, strict=True))
             lines.append(f"vs {check.ap_summary(name)}: {seeds}")
-        return _section(title, NOT_ENOUGH_SEEDS, [*lines, tail])
+    else:
+        verdict, found, lines = _holm_rivals(check, winner, comps)
+    lines.append(f"paper: {gap:+.1f} AP over the runner-up")
+    return Claim(title, verdict, lines, paper=gap, rivals=found)
+
+
+def _holm_rivals(check: Checker, winner: str, comps: dict[str, Comparison]):
+    """(verdict, rivals, lines) of a best-row claim whose rivals all share ``MIN_SEEDS`` seeds
+    with the winner: a rival is significantly better or worse at Holm p < ``ALPHA``."""
     adjusted = holm([c.interval.p for c in comps.values()])  # (m,)
-    outcome, lines = {}, []
+    found, lines = {}, []
+    word = {"better": "winner better", "worse": "rival better", "tied": "indistinguishable"}
     for (name, c), p_holm in zip(comps.items(), adjusted, strict=True):
-        significant = p_holm < ALPHA
-        outcome[name] = ("better" if c.interval.mean > 0 else "worse") if significant else "tied"
         i, seeds = c.interval, ", ".join(f"{d:+.2f}" for d in c.diffs)
-        word = {"better": "winner better", "worse": "rival better", "tied": "indistinguishable"}
+        outcome = ("better" if i.mean > 0 else "worse") if p_holm < ALPHA else "tied"
+        found[name] = Rival(c, float(p_holm), outcome)
         lines.append(f"vs {check.ap_summary(name)}: {i.mean:+.2f} [{i.low:+.2f}, {i.high:+.2f}], "
-                     f"p = {i.p:.3g}, Holm p = {p_holm:.3g} → {word[outcome[name]]} "
+                     f"p = {i.p:.3g}, Holm p = {p_holm:.3g} → {word[outcome]} "
                      f"(per seed {seeds})")  # fmt: skip
-    counts = {k: sum(v == k for v in outcome.values()) for k in ("better", "worse", "tied")}
-    result = "supported" if counts["better"] == len(comps) else "within noise"
-    result = "contradicted" if counts["worse"] else result
+    counts = Counter(r.outcome for r in found.values())
+    verdict = "supported" if counts["better"] == len(comps) else "within noise"
+    verdict = "contradicted" if counts["worse"] else verdict
     head = [
         check.ap_summary(winner),
         f"against {len(comps)} rivals (Holm over {len(comps)}, family-wise {100 * ALPHA:.0f} %): "
         f"significantly better than {counts['better']}, worse than {counts['worse']}, "
         f"indistinguishable from {counts['tied']}",
     ]
-    return _section(title, result, [*head, *lines, tail])
+    return verdict, found, [*head, *lines]
 
 
-def transplants(check: Checker) -> str:
-    """Table 5: each detector with and without GFLV2's head, one verdict per pair."""
-    out = ["## ~2 AP from each transplant of GFLV2 (Table 5)", ""]
-    rows = [e.name for e in table("5")]
+def transplants(check: Checker) -> Claim:
+    """Table 5: each detector with and without GFLV2's head, one verdict per pair (a part)."""
+    parts, rows = [], [e.name for e in table("5")]
     for base, plus in zip(rows[::2], rows[1::2], strict=True):
-        paper = PAPER["5"][plus]["AP"] - PAPER["5"][base]["AP"]
+        title = f"`{base}` → `{plus}`"
+        paper = round(PAPER["5"][plus]["AP"] - PAPER["5"][base]["AP"], 1)
         missing = _missing(check, [base, plus])
         comp = None if missing else check.paired(base, plus)
         if comp is None:
             why = ", ".join(missing) or "a common seed"
-            out.append(f"- `{base}` → `{plus}`: **{NOT_RUN}** (missing: {why})")
+            parts.append(Claim(title, NOT_RUN, [f"missing: {why}"], paper=paper))
             continue
-        summary = f"{check.ap_summary(base)} → {check.ap_summary(plus)}"
-        out.append(f"- `{base}` → `{plus}`: **{comp.verdict}**; {summary}; paper {paper:+.1f} AP")
-        out += [f"  - {line}" for line in (comp.summary(), *comp.per_seed())]
-    return "\n".join(out) + "\n"
+        summary = f"{check.ap_summary(base)} → {check.ap_summary(plus)}; paper {paper:+.1f} AP"
+        lines = [summary, comp.summary(), *comp.per_seed()]
+        parts.append(Claim(title, comp.verdict, lines, paper=paper, comparison=comp))
+    return Claim("~2 AP from each transplant of GFLV2 (Table 5)", None, parts=parts)
 
 
 def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict:
@@ -235,14 +372,16 @@ def pcc_diff(a, b, n: int = 1000, seed: int = 0) -> dict:
     return {"diff": diff, "low": float(low), "high": float(high), "draws": draws}
 
 
-def pcc_claim(check: Checker, n_boot: int = 1000) -> str:
+def pcc_claim(check: Checker, n_boot: int = 1000) -> Claim:
     title = "Higher PCC of J with the IoU with DGQP (Table 6, GFLV2 vs GFLV1)"
     a, b = "t6_gflv1", "t6_gflv2"
+    paper = round(PAPER["6"][b]["PCC"] - PAPER["6"][a]["PCC"], 3)
     dumps = {n: {s: r for s, r in check.seeds(n).items() if RunFolder(r).lqe_file().is_file()}
              for n in (a, b)}  # fmt: skip
     common = sorted(set(dumps[a]) & set(dumps[b]))
     if not common:
-        return _section(title, NOT_RUN, ["no seed with lqe.npz for both GFLV1 and GFLV2"])
+        lines = ["no seed with lqe.npz for both GFLV1 and GFLV2"]
+        return Claim(title, NOT_RUN, lines, unit="PCC", paper=paper)
     lines, diffs, draws = [], [], []
     for s in common:
         lqe_a, lqe_b = load_lqe(dumps[a][s]), load_lqe(dumps[b][s])
@@ -255,18 +394,19 @@ def pcc_claim(check: Checker, n_boot: int = 1000) -> str:
             f"difference {r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] (positives bootstrap)"
         )
     comp = Comparison.from_draws(common, np.array(diffs), np.stack(draws, axis=1))  # (R, S)
-    paper = f"paper: {PAPER['6'][a]['PCC']:.3f} → {PAPER['6'][b]['PCC']:.3f}"
-    lines = [comp.summary("PCC", 3), *lines, paper]
-    return _section(title, comp.verdict, lines)
+    ends = f"paper: {PAPER['6'][a]['PCC']:.3f} → {PAPER['6'][b]['PCC']:.3f}"
+    lines = [comp.summary("PCC", 3), *lines, ends]
+    return Claim(title, comp.verdict, lines, unit="PCC", paper=paper, comparison=comp)
 
 
-def claims(runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int = 200) -> str:
-    """Markdown for ``results/<preset>/claims.md``; ``n_boot`` bootstrap resamples of the val
-    images (the same for every comparison) and of each run's val positives (PCC)."""
+def check_claims(runs_root: str | Path, preset: str, ann_file: str | Path,
+                 n_boot: int = 200) -> ClaimReport:  # fmt: skip
+    """Every claim at ``preset``; ``n_boot`` bootstrap resamples of the val images (the same for
+    every comparison) and of each run's val positives (PCC)."""
     check = Checker(runs_root, preset, ann_file, n_boot)
     t1, t2, t4 = ([e.name for e in table(t)] for t in ("1", "2", "4"))
-    sections = [
-        gflv2_vs_gflv1(check),
+    found = [
+        main_claim(check),
         best_row(check, "Top-k + Mean is the best input of DGQP (Table 1)", "1",
                  "t1_topk_mean", t1),
         best_row(check, "k = 4, p = 64 is the best DGQP setting (Table 2)", "2", "t2_k4_p64",
@@ -276,12 +416,18 @@ def claims(runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int
         transplants(check),
         pcc_claim(check, n_boot),
     ]  # fmt: skip
-    return "\n".join([header(preset, n_boot), *sections])
+    return ClaimReport(preset, n_boot, found)
 
 
-def header(preset: str, n_boot: int) -> str:
+def claims(runs_root: str | Path, preset: str, ann_file: str | Path, n_boot: int = 200) -> str:
+    """The Markdown of ``check_claims`` (claims.md); ``ClaimReport.write`` writes it with
+    claims.json."""
+    return check_claims(runs_root, preset, ann_file, n_boot).markdown()
+
+
+def method(n_boot: int) -> str:
+    """How the verdicts are reached: the text under the heading of claims.md."""
     return (
-        f"# The paper's claims at preset `{preset}`\n\n"
         "AP in percent on the preset's val set; a claim is that the second row beats the first. "
         "Per seed: the paired difference with a 95 % percentile bootstrap interval "
         f"({n_boot} resamples of the val images, the same draws for both runs and every seed; "
@@ -295,5 +441,5 @@ def header(preset: str, n_boot: int) -> str:
         "A best-row claim compares the paper's winner with every rival row: a rival counts as "
         "significantly better or worse when its Holm-adjusted p-value (over the table's rivals, "
         "family-wise 5 %) is below 0.05; the claim is supported when the winner beats every "
-        "rival and contradicted when any rival beats it.\n"
+        "rival and contradicted when any rival beats it."
     )

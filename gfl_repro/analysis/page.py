@@ -1,5 +1,5 @@
 """results/<preset>/index.html: one static page of a preset's results, from the results folder
-and the run folders only. In order: the paper's claims with their verdicts (claims.md), every
+and the run folders only. In order: the paper's claims with their verdicts (claims.json), every
 table written (main.csv, table*.csv: ours mean ± std over seeds beside the paper's), every figure
 with its caption and links to its PDF and CSV, the runs (config difference from the base, seeds,
 training time) and their environments.
@@ -16,7 +16,6 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -55,50 +54,27 @@ FIGURES = {
 }
 
 
-@dataclass
-class Claim:
-    """One claim of claims.md: its verdict (None for a group such as Table 5's transplants, whose
-    parts carry the verdicts), the lines with its numbers, its parts."""
-
-    title: str
-    verdict: str | None = None
-    lines: list[str] = field(default_factory=list)
-    parts: list["Claim"] = field(default_factory=list)
+# --- claims: claims.json -----------------------------------------------------------------------
 
 
-_HEADING = re.compile(r"^## (?P<title>.*?)(?:: \*\*(?P<verdict>[^*]+)\*\*)?$")
-_PART = re.compile(r"^- (?P<title>.*?): \*\*(?P<verdict>[^*]+)\*\*;? ?(?P<rest>.*)$")
+def read_claims(results: Path) -> dict | None:
+    """claims.json of experiments/claims.py (its module docstring gives the schema): the method
+    text, and the claims with their verdicts, numbers, lines and parts; None when absent. A
+    results folder written before claims.json existed has only claims.md, which is not parsed:
+    ``make figures`` writes both."""
+    path = results / "claims.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
-def parse_claims(text: str) -> tuple[str, list[Claim]]:
-    """claims.md (experiments/claims.py) as its introduction and claims. A "## title: **verdict**"
-    section is a claim, its "- " lines the numbers; a section without a verdict groups claims
-    written "- title: **verdict**; numbers", each with its indented "  - " lines."""
-    intro, claims = [], []
-    for line in text.splitlines():
-        heading = _HEADING.match(line)
-        part = _PART.match(line) if claims and claims[-1].verdict is None else None
-        if heading:
-            claims.append(Claim(heading["title"], heading["verdict"]))
-        elif not claims:
-            intro += [line] if line and not line.startswith("# ") else []
-        elif part:
-            rest = [part["rest"]] if part["rest"] else []
-            claims[-1].parts.append(Claim(part["title"], part["verdict"], rest))
-        elif line.lstrip().startswith("- "):  # an indented line belongs to the last part
-            nested = line.startswith("  ") and claims[-1].parts
-            (claims[-1].parts[-1] if nested else claims[-1]).lines.append(line.strip()[2:])
-    return " ".join(intro), claims
-
-
-def verdict_counts(claims: list[Claim]) -> dict[str, int]:
+def verdict_counts(claims: list[dict]) -> dict[str, int]:
     """How many claims (a group's parts counted one by one) have each verdict."""
-    verdicts = [p.verdict for c in claims for p in (c.parts or [c]) if p.verdict]
+    verdicts = [p["verdict"] for c in claims for p in (c["parts"] or [c]) if p["verdict"]]
     return dict(Counter(verdicts).most_common())
 
 
 def inline_markdown(text: str) -> Markup:
-    """The inline Markdown of claims.md (`code`, **bold**) as HTML, everything else escaped."""
+    """The inline Markdown of the claims' text (`code`, **bold**) as HTML, everything else
+    escaped."""
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return Markup(re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out))
@@ -277,11 +253,6 @@ def run_list(runs_dir: Path, base: dict | None, base_experiment: str) -> dict:
 # --- the page -----------------------------------------------------------------------------------
 
 
-def read_claims(results: Path) -> tuple[str, list[Claim]]:
-    path = results / "claims.md"
-    return parse_claims(path.read_text()) if path.is_file() else ("", [])
-
-
 def render(context: dict) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
@@ -293,17 +264,17 @@ def render(context: dict) -> str:
 
 def build_page(runs_dir: str | Path, results_dir: str | Path, preset: str,
                base: dict | None = None, base_experiment: str = "gflv2") -> Path:  # fmt: skip
-    """Write ``results_dir/index.html`` from ``results_dir`` (claims.md, table CSVs, figures/)
+    """Write ``results_dir/index.html`` from ``results_dir`` (claims.json, table CSVs, figures/)
     and the run folders under ``runs_dir``; the config differences are from ``base`` (a nested
     config dict) when given, else from a run of ``base_experiment``."""
     results_dir = Path(results_dir)
-    intro, claims = read_claims(results_dir)
+    found = read_claims(results_dir) or {"method": "", "claims": []}
     context = {
         "preset": preset,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "claims_intro": intro,
-        "claims": claims,
-        "verdicts": verdict_counts(claims),
+        "claims_intro": found["method"],
+        "claims": found["claims"],
+        "verdicts": verdict_counts(found["claims"]),
         "tables": read_tables(results_dir),
         "figures": figure_list(results_dir),
         **run_list(Path(runs_dir), base, base_experiment),

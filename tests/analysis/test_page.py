@@ -22,25 +22,37 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 ENV = {"git_commit": "0123456789abcdef", "device": "cpu", "processes": 1, "threads": 2,
        "python": "3.11.7", "platform": "Linux", "packages": {"torch": "2.14.1"}}  # fmt: skip
-CLAIMS = """# The paper's claims at preset `mini`
 
-How the verdicts are reached.
 
-## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**
+def _claim(title: str, verdict: str | None, seeds: int | None, lines: list[str], **numbers) -> dict:
+    """A claim of claims.json (experiments/claims.py); ``numbers`` set mean, low, high, p,
+    paper, per_seed or parts, the rest are None or empty."""
+    empty = {"mean": None, "low": None, "high": None, "p": None, "paper": None, "per_seed": [],
+             "rivals": [], "parts": []}  # fmt: skip
+    return {"title": title, "verdict": verdict, "seeds": seeds, "unit": "AP", **empty,
+            "lines": lines, **numbers}  # fmt: skip
 
-- `gflv1` 28.0 AP (1 seed)
-- over 3 seeds: mean difference +2.00 AP
 
-## Top-k + Mean is the best input of DGQP (Table 1): **not run yet**
-
-- missing rows: t1_var
-
-## ~2 AP from each transplant of GFLV2 (Table 5)
-
-- `t5_fcos` → `t5_fcos_gflv2`: **within noise**; `t5_fcos` 30.0 AP → `t5_fcos_gflv2` 30.5 AP
-  - seed 0: +0.50 [-0.20, +1.20] (val bootstrap)
-- `t5_atss` → `t5_atss_gflv2`: **not run yet** (missing: t5_atss)
-"""
+FCOS = _claim(
+    "`t5_fcos` → `t5_fcos_gflv2`", "within noise", 1,
+    ["`t5_fcos` 30.0 AP → `t5_fcos_gflv2` 30.5 AP; paper +2.1 AP",
+     "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)"],
+    mean=0.5, paper=2.1, per_seed=[{"seed": 0, "diff": 0.5, "low": -0.2, "high": 1.2}],
+)  # fmt: skip
+CLAIMS = {
+    "preset": "mini", "bootstrap": 200, "min_seeds": 3, "method": "How the verdicts are reached.",
+    "claims": [
+        _claim("GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4)", "supported", 3,
+               ["`gflv1` 28.0 AP (1 seed)", "over 3 seeds: mean difference +2.00 AP"],
+               mean=2.0, low=1.0, high=3.0, p=0.01, paper=0.9),
+        _claim("Top-k + Mean is the best input of DGQP (Table 1)", "not run yet", 0,
+               ["missing rows: t1_var"], paper=0.2),
+        _claim("~2 AP from each transplant of GFLV2 (Table 5)", None, None, [], parts=[
+            FCOS,
+            _claim("`t5_atss` → `t5_atss_gflv2`", "not run yet", 0, ["missing: t5_atss"]),
+        ]),
+    ],
+}  # fmt: skip
 
 
 def _run(root: Path, experiment: str, seed: int, quality: str, ap: float | None) -> None:
@@ -57,14 +69,14 @@ def _run(root: Path, experiment: str, seed: int, quality: str, ap: float | None)
 
 def _results(runs: Path, out: Path) -> None:
     """main (two complete rows) and table1 (t1_mean started, t1_var never run: missing rows),
-    claims.md, and the figures: Fig. 1b and one extra plot drawn, a corrupt PNG, Fig. 9's PDF
+    claims.json, and the figures: Fig. 1b and one extra plot drawn, a corrupt PNG, Fig. 9's PDF
     and CSV without its PNG."""
     table = collect_runs(runs / "mini")
     paper = {"gflv1": {"AP": 40.2}, "gflv2": {"AP": 41.1}, "t1_var": {"AP": 40.7}}
     for name, rows in (("main", ["gflv1", "gflv2"]), ("table1", ["t1_mean", "t1_var"])):
         frame = compare_with_paper(table, paper, rows)
         write_table(frame, out, name, to_markdown(frame, list(METRICS), f"Table {name}"))
-    (out / "claims.md").write_text(CLAIMS)
+    (out / "claims.json").write_text(json.dumps(CLAIMS))
     figures = out / "figures"
     figures.mkdir()
     for stem, color in (("fig1b_top1_vs_iou", "navy"), ("extra_plot", "orange")):
@@ -134,10 +146,11 @@ def test_page_has_claims_first_with_their_verdicts(rendered):
     path, dom, _ = rendered
     sections = [a["id"] for a in dom.find("section")]
     assert sections == ["claims", "tables", "figures", "runs", "environment"]
-    claims = [a["data-verdict"] for a in dom.find("article")]
-    assert claims == ["supported", "not run yet", "group"]
-    parts = [a["data-verdict"] for a in dom.find("div") if "part" in a.get("class", "")]
-    assert parts == ["within noise", "not run yet"]
+    claims = [(a["data-verdict"], a.get("data-seeds")) for a in dom.find("article")]
+    assert claims == [("supported", "3"), ("not run yet", "0"), ("group", None)]
+    parts = [(a["data-verdict"], a["data-seeds"]) for a in dom.find("div", class_="part")]
+    assert parts == [("within noise", "1"), ("not run yet", "0")]
+    assert "How the verdicts are reached." in dom.text
     assert "over 3 seeds: mean difference +2.00 AP" in dom.text
     assert "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)" in dom.text
     # Self-contained: no stylesheet or script to fetch, every link relative to the page.
@@ -177,17 +190,10 @@ def test_runs_with_their_config_difference_and_environment(rendered):
         assert image.size == (1200, 2000)
 
 
-def test_parse_claims_groups_and_lines():
-    intro, claims = page.parse_claims(CLAIMS)
-    assert intro == "How the verdicts are reached."
-    assert [(c.title, c.verdict) for c in claims][1] == (
-        "Top-k + Mean is the best input of DGQP (Table 1)", "not run yet")  # fmt: skip
-    group = claims[2]
-    assert group.verdict is None
-    assert [p.verdict for p in group.parts] == ["within noise", "not run yet"]
-    assert group.parts[0].lines[1] == "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)"
-    assert group.parts[1].lines == ["(missing: t5_atss)"]
-    assert page.verdict_counts(claims) == {"not run yet": 2, "supported": 1, "within noise": 1}
+def test_verdicts_counted_with_a_group_part_by_part():
+    # The group (Table 5) counts as its two parts, not as a claim of its own.
+    counts = page.verdict_counts(CLAIMS["claims"])
+    assert counts == {"not run yet": 2, "supported": 1, "within noise": 1}
 
 
 def test_config_diff_as_set_items():
@@ -200,8 +206,12 @@ def test_config_diff_as_set_items():
 
 
 def test_a_preset_with_nothing_yet_renders_as_missing(tmp_path):
+    # A claims.md without claims.json (written before claims.json existed) is not parsed.
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "claims.md").write_text("## A claim: **supported**\n")
     text = page.build_page(tmp_path / "runs", tmp_path / "results", "mini").read_text()
-    assert "missing: no claims.md in this results folder yet" in text
+    assert "missing: no claims.json in this results folder yet" in text
+    assert 'data-verdict="supported"' not in text
     assert "missing: no table in this results folder yet" in text
     assert "missing: no run folder yet" in text
     assert text.count('data-missing="1"') == len(page.FIGURES)

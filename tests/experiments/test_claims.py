@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from experiments.claims import Checker, Comparison, best_row, claims, gflv2_vs_gflv1
+from experiments.claims import Checker, Claim, Comparison, best_row, check_claims, main_claim
+from gfl_repro.analysis import page
 from gfl_repro.analysis.stats import holm, seed_interval, verdict_over_seeds
 
 IMAGES = 400
@@ -61,12 +62,15 @@ def _root(tmp_path: Path, missed: dict[str, list[int]]) -> Path:
     return tmp_path
 
 
-def _main_claim(root: Path) -> str:
-    return gflv2_vs_gflv1(Checker(root / "runs", "mini", root / "ann.json", n_boot=100))
+def _main_claim(root: Path) -> Claim:
+    return main_claim(Checker(root / "runs", "mini", root / "ann.json", n_boot=100))
 
 
 def test_one_seed_measures_no_training_noise(tmp_path):
-    text = _main_claim(_root(tmp_path, {"gflv1": [200], "gflv2": [0]}))
+    claim = _main_claim(_root(tmp_path, {"gflv1": [200], "gflv2": [0]}))
+    record, text = claim.record(), claim.markdown()
+    assert (record["verdict"], record["seeds"]) == ("not enough seeds", 1)
+    assert record["low"] is None and record["mean"] == record["per_seed"][0]["diff"] > 0
     assert "**not enough seeds**" in text
     assert "1 seed: training noise not measured" in text
     assert "seed 0: +" in text  # the per-seed number is still printed
@@ -74,23 +78,27 @@ def test_one_seed_measures_no_training_noise(tmp_path):
 
 
 def test_two_seeds_measure_no_training_noise_either(tmp_path):
-    text = _main_claim(_root(tmp_path, {"gflv1": [200, 220], "gflv2": [0, 10]}))
+    claim = _main_claim(_root(tmp_path, {"gflv1": [200, 220], "gflv2": [0, 10]}))
+    text = claim.markdown()
+    assert (claim.verdict, claim.seeds) == ("not enough seeds", 2)
     assert "**not enough seeds**" in text and "2 seeds: training noise not measured" in text
 
 
 def test_three_consistent_seeds_support_the_claim(tmp_path):
-    text = _main_claim(_root(tmp_path, {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0]}))
+    claim = _main_claim(_root(tmp_path, {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0]}))
+    text = claim.markdown()
     assert "## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**" in text
     assert "over 3 seeds" in text and "(t, 2 df" in text
+    assert claim.record()["low"] > 0 and claim.record()["paper"] == 0.9  # 41.1 - 40.2 in Table 2
     # Swapped rows: the same evidence contradicts the claim.
     swapped = tmp_path / "swapped"
     swapped.mkdir()
-    text = _main_claim(_root(swapped, {"gflv1": [0, 10, 0], "gflv2": [200, 160, 240]}))
-    assert "**contradicted**" in text
+    claim = _main_claim(_root(swapped, {"gflv1": [0, 10, 0], "gflv2": [200, 160, 240]}))
+    assert "**contradicted**" in claim.markdown() and claim.record()["high"] < 0
 
 
 def test_three_seeds_whose_differences_change_sign_are_within_noise(tmp_path):
-    text = _main_claim(_root(tmp_path, {"gflv1": [200, 0, 200], "gflv2": [0, 200, 0]}))
+    text = _main_claim(_root(tmp_path, {"gflv1": [200, 0, 200], "gflv2": [0, 200, 0]})).markdown()
     assert "**within noise**" in text
     lines = [line for line in text.splitlines() if line.startswith("- seed ")]
     signs = {line.split(": ")[1][0] for line in lines}
@@ -111,9 +119,11 @@ def test_best_row_with_equal_rows_is_never_contradicted(tmp_path):
     root = _root(tmp_path, dict(zip(names, orders, strict=True)))
     check = Checker(root / "runs", "mini", root / "ann.json", n_boot=100)
     rows = ["t1_topk", "t1_mean", "t1_var", "t1_topk_mean", "t1_topk_var", "t1_topk_mean_var"]
-    text = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    claim = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    text = claim.markdown()
     assert "**within noise**" in text and "contradicted" not in text
     assert "against 5 rivals" in text and "indistinguishable from 5" in text
+    assert [r["outcome"] for r in claim.record()["rivals"]] == ["tied"] * 5
 
 
 def test_best_row_counts_significant_rivals(tmp_path):
@@ -126,9 +136,18 @@ def test_best_row_counts_significant_rivals(tmp_path):
     root = _root(tmp_path, missed)
     check = Checker(root / "runs", "mini", root / "ann.json", n_boot=100)
     rows = ["t1_topk", "t1_mean", "t1_var", "t1_topk_mean", "t1_topk_var", "t1_topk_mean_var"]
-    text = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    claim = best_row(check, "Top-k + Mean is the best input", "1", "t1_topk_mean", rows)
+    text = claim.markdown()
     assert "significantly better than 1, worse than 0, indistinguishable from 4" in text
     assert "**within noise**" in text
+    record = claim.record()
+    rivals = {r["row"]: (r["outcome"], r["seeds"]) for r in record["rivals"]}
+    assert rivals == {"t1_topk": ("tied", 3), "t1_mean": ("better", 3), "t1_var": ("tied", 3),
+                      "t1_topk_var": ("tied", 3), "t1_topk_mean_var": ("tied", 3)}  # fmt: skip
+    assert (record["verdict"], record["seeds"], record["mean"]) == ("within noise", 3, None)
+    mean = next(r for r in record["rivals"] if r["row"] == "t1_mean")
+    assert mean["p_holm"] < 0.05 and mean["low"] > 0
+    assert f"{mean['low']:+.2f}, {mean['high']:+.2f}], p = {mean['p']:.3g}" in text
 
 
 def test_rows_are_found_from_the_run_folders_record(tmp_path):
@@ -140,7 +159,7 @@ def test_rows_are_found_from_the_run_folders_record(tmp_path):
     check = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100)
     assert check.seeds("gflv2") == check.seeds("t1_topk_mean")
     assert sorted(check.seeds("gflv2")) == [0, 1, 2] and check.seeds("custom")
-    assert "**supported**" in gflv2_vs_gflv1(check)
+    assert main_claim(check).verdict == "supported"
 
 
 def test_a_run_with_overrides_stands_for_no_row(tmp_path):
@@ -148,7 +167,9 @@ def test_a_run_with_overrides_stands_for_no_row(tmp_path):
     env = {"rows": ["gflv2"], "requested": "gflv2", "overrides": ["model.quality.hidden=8"]}
     _run(tmp_path, "gflv2-0123abcd", 0, 0, env)
     check = Checker(tmp_path / "runs", "mini", tmp_path / "ann.json", n_boot=100)
-    assert check.seeds("gflv2") == {} and "**not run yet**" in gflv2_vs_gflv1(check)
+    claim = main_claim(check)
+    assert check.seeds("gflv2") == {} and "**not run yet**" in claim.markdown()
+    assert (claim.verdict, claim.seeds, claim.record()["per_seed"]) == ("not run yet", 0, [])
 
 
 def test_folders_of_the_older_schema_stand_for_what_they_record(tmp_path):
@@ -173,9 +194,63 @@ def test_a_row_recorded_by_two_experiments_is_an_error(tmp_path):
 
 def test_claims_file_names_the_method_and_every_claim(tmp_path):
     root = _root(tmp_path, {"gflv1": [200], "gflv2": [0]})
-    text = claims(root / "runs", "mini", root / "ann.json", n_boot=20)
+    text = check_claims(root / "runs", "mini", root / "ann.json", n_boot=20).markdown()
     assert "Student-t interval" in text and "Holm" in text
     assert text.count("**not run yet**") >= 4  # Tables 1, 2, 4 and 6 have no runs here
+
+
+def _every_claim(claims: list[dict]) -> list[dict]:
+    return [p for c in claims for p in [c, *c["parts"]]]
+
+
+def test_claims_json_holds_what_claims_md_says(tmp_path):
+    # The main claim over 3 seeds, one Table 5 pair over 3 seeds and one over 1, the rest not run.
+    missed = {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0], "t5_fcos": [30, 40, 20],
+              "t5_fcos_gflv2": [0, 10, 0], "t5_atss": [30], "t5_atss_gflv2": [0]}  # fmt: skip
+    root = _root(tmp_path, missed)
+    report = check_claims(root / "runs", "mini", root / "ann.json", n_boot=50)
+    md, js = report.write(root / "results" / "mini")
+    text, record = md.read_text(), json.loads(js.read_text())
+    assert (record["preset"], record["bootstrap"], record["min_seeds"]) == ("mini", 50, 3)
+    assert record["method"] in text and "(50 resamples of the val images" in record["method"]
+    claims = {c["title"]: c for c in _every_claim(record["claims"])}
+    got = {t: (c["verdict"], c["seeds"]) for t, c in claims.items() if "Table" not in t}
+    assert got == {"`t5_retinanet` → `t5_retinanet_gflv2`": ("not run yet", 0),
+                   "`t5_foveabox` → `t5_foveabox_gflv2`": ("not run yet", 0),
+                   "`t5_fcos` → `t5_fcos_gflv2`": ("supported", 3),
+                   "`t5_atss` → `t5_atss_gflv2`": ("not enough seeds", 1)}  # fmt: skip
+    main = claims["GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4)"]
+    assert (main["verdict"], main["seeds"], main["unit"]) == ("supported", 3, "AP")
+    # The interval and per-seed numbers are those of the comparison computed here, and the
+    # Markdown prints them.
+    comp = Checker(root / "runs", "mini", root / "ann.json", n_boot=50).paired("gflv1", "gflv2")
+    interval = (comp.interval.mean, comp.interval.low, comp.interval.high)
+    assert (main["mean"], main["low"], main["high"]) == pytest.approx(interval, abs=1e-12)
+    assert [d["diff"] for d in main["per_seed"]] == pytest.approx(comp.diffs, abs=1e-12)
+    assert f"95 % interval [{main['low']:+.2f}, {main['high']:+.2f}]" in text
+    for seed in main["per_seed"]:
+        assert f"seed {seed['seed']}: {seed['diff']:+.2f} [{seed['low']:+.2f}, " in text
+    # Every claim and part: its verdict and each of its lines are in claims.md.
+    for claim in _every_claim(record["claims"]):
+        head = f"## {claim['title']}" if claim["verdict"] is None else f"{claim['title']}: **"
+        assert head + (claim["verdict"] or "") in text
+        assert all(line in text for line in claim["lines"])
+    # metrics.json AP: 1 - 30 * 0.6 / 400 = 95.5 % and 100 %.
+    part = "- `t5_atss` → `t5_atss_gflv2`: **not enough seeds**; `t5_atss` 95.5 AP (1 seed) → "
+    assert part + "`t5_atss_gflv2` 100.0 AP (1 seed); paper +1.9 AP\n  - 1 seed: " in text
+
+
+def test_page_reads_the_claims_json_written(tmp_path):
+    root = _root(tmp_path, {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0]})
+    folder = root / "results" / "mini"
+    check_claims(root / "runs", "mini", root / "ann.json", n_boot=20).write(folder)
+    found = page.read_claims(folder)
+    assert [c["verdict"] for c in found["claims"]][:3] == [
+        "supported",
+        "not run yet",
+        "not run yet",
+    ]
+    assert page.verdict_counts(found["claims"]) == {"not run yet": 8, "supported": 1}
 
 
 def test_seed_interval_equals_scipy_t_interval():
