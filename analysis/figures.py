@@ -5,7 +5,10 @@ python analysis/figures.py --preset mini [--runs runs] [--results results] [--bo
 
 Figs. 1c/d and 7 draw from RUN/examples/ of the first gflv2 (and gflv1) seed; where a run has
 a checkpoint but no examples, or examples of another checkpoint or number of images, the probe
-(gfl_repro.engine.examples) first runs it over the first --example-images val images.
+(gfl_repro.engine.examples) first runs it over the first --example-images val images. Fig. 6
+needs results/<preset>/bench_model.csv, which `make reproduce` does not time: the skip line names
+the command that writes it. Every complete run gets its training curves,
+curves_<experiment>_seed<S>.
 """
 
 import argparse
@@ -50,6 +53,71 @@ def example_figures(runs_dir: Path, out: Path, max_images: int) -> tuple[list[Pa
     return written, skipped
 
 
+def lqe_figures(runs_dir: Path, out: Path) -> tuple[list[Path], list[str]]:
+    """Figs. 1b and 9 (the first LQE dumps of gflv1 and gflv2), Fig. 8 and the LQE over
+    training (every seed's metrics.jsonl): written paths and skip reasons."""
+    written, skipped = [], []
+    v1, v2 = first_dump(runs_dir, "gflv1"), first_dump(runs_dir, "gflv2")
+    if v1:
+        written += plots.fig1b(load_lqe(v1), out)
+    else:
+        skipped.append("fig1b: no gflv1 run with lqe.npz (gfl-repro lqe <run>)")
+    if v2:
+        written += plots.fig9(load_lqe(v2), out)
+    else:
+        skipped.append("fig9: no gflv2 run with lqe.npz (gfl-repro lqe <run>)")
+    curves = {e: sorted((runs_dir / e).glob("seed*/")) for e in ("gflv1", "gflv2")}
+    curves = {e: [r for r in dirs if (r / RunFolder.LOG).is_file()] for e, dirs in curves.items()}
+    if all(curves.values()):
+        written += plots.fig8(curves, out)
+    else:
+        skipped.append("fig8: needs metrics.jsonl of both gflv1 and gflv2")
+    try:  # runs trained with runtime.lqe_every_epoch=true
+        written += plots.fig_lqe_training(curves, out)
+    except ValueError as err:
+        skipped.append(f"lqe_over_training: {err}")
+    return written, skipped
+
+
+def training_curve_figures(runs: pd.DataFrame, out: Path) -> tuple[list[Path], list[str]]:
+    """curves_<experiment>_seed<S> of every complete run of ``runs`` (``collect_runs``): written
+    paths and skip reasons."""
+    written, skipped = [], []
+    for _, run in runs[runs["complete"]].sort_values(["experiment", "seed"]).iterrows():
+        name = f"curves_{run['experiment']}_seed{run['seed']}"
+        try:
+            written += plots.fig_training_curves(run["run"], out, name)
+        except (FileNotFoundError, ValueError) as err:
+            skipped.append(f"{name}: {err}")
+    return written, skipped
+
+
+def bench_command(runs: pd.DataFrame, runs_dir: Path, results: Path) -> str:
+    """The command that times GFLV1 and GFLV2 for Fig. 6: bench-model on the first complete
+    seed of each in ``runs`` (``collect_runs`` of ``runs_dir``; seed0 where none is complete)."""
+    folders = []
+    for experiment in ("gflv1", "gflv2"):
+        done = runs[runs["complete"] & (runs["experiment"] == experiment)].sort_values("seed")
+        folders.append(done["run"].iloc[0] if len(done) else str(runs_dir / experiment / "seed0"))
+    where = "" if results == Path("results") else f" --results {results}"
+    return f"gfl-repro bench-model {' '.join(folders)}{where}"
+
+
+def speed_figure(runs_dir: Path, results: Path, out: Path) -> tuple[list[Path], list[str]]:
+    """Fig. 6 from results/<preset>/bench_model.csv (``runs_dir`` is runs/<preset>): written
+    paths and skip reasons; the skip reason names the command that writes the file, which
+    ``make reproduce`` does not run (``make table8`` does, after training ATSS* too)."""
+    bench, runs = results / runs_dir.name / "bench_model.csv", collect_runs(runs_dir)
+    if not bench.is_file():
+        command = bench_command(runs, runs_dir, results)
+        return [], [f"fig6: no {bench}: `{command}` writes it (or `make table8`, which also "
+                     "trains and times ATSS*), then rerun this script"]  # fmt: skip
+    table = plots.speed_table(runs, pd.read_csv(bench))
+    if not len(table):
+        return [], [f"fig6: no complete run among the experiments of {bench}"]
+    return plots.fig6(table, out), []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="mini")
@@ -62,39 +130,11 @@ def main() -> None:
     args = parser.parse_args()
     runs_dir, out = args.runs / args.preset, args.results / args.preset / "figures"
     written, skipped = plots.fig4(out), []
-
-    v1, v2 = first_dump(runs_dir, "gflv1"), first_dump(runs_dir, "gflv2")
-    if v1:
-        written += plots.fig1b(load_lqe(v1), out)
-    else:
-        skipped.append("fig1b: no gflv1 run with lqe.npz (gfl-repro lqe <run>)")
-    if v2:
-        written += plots.fig9(load_lqe(v2), out)
-    else:
-        skipped.append("fig9: no gflv2 run with lqe.npz (gfl-repro lqe <run>)")
-
-    curves = {e: sorted((runs_dir / e).glob("seed*/")) for e in ("gflv1", "gflv2")}
-    curves = {e: [r for r in dirs if (r / RunFolder.LOG).is_file()] for e, dirs in curves.items()}
-    if all(curves.values()):
-        written += plots.fig8(curves, out)
-    else:
-        skipped.append("fig8: needs metrics.jsonl of both gflv1 and gflv2")
-
-    try:  # runs trained with runtime.lqe_every_epoch=true
-        written += plots.fig_lqe_training(curves, out)
-    except ValueError as err:
-        skipped.append(f"lqe_over_training: {err}")
-
-    bench = args.results / args.preset / "bench_model.csv"
-    table = None
-    if bench.is_file():
-        table = plots.speed_table(collect_runs(runs_dir), pd.read_csv(bench))
-    if table is not None and len(table):
-        written += plots.fig6(table, out)
-    else:
-        skipped.append(f"fig6: no {bench} or no complete run among its experiments")
-    found, reasons = example_figures(runs_dir, out, args.example_images)
-    written, skipped = written + found, skipped + reasons
+    for found, reasons in (lqe_figures(runs_dir, out),
+                           speed_figure(runs_dir, args.results, out),
+                           example_figures(runs_dir, out, args.example_images),
+                           training_curve_figures(collect_runs(runs_dir), out)):  # fmt: skip
+        written, skipped = written + found, skipped + reasons
 
     ann_file = args.ann_file or val_annotations(runs_dir)
     markdown = claims(args.runs, args.preset, ann_file, n_boot=args.boot)

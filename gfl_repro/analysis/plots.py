@@ -1,11 +1,12 @@
 """The paper's figures from run folders: each function computes the figure's data as a table,
-writes it as CSV, then draws the PNG and PDF from that same table (Figs. 1b, 4, 6, 8, 9).
+writes it as CSV, then draws the PNG and PDF from that same table (Figs. 1b, 4, 6, 8, 9, and
+each run's training curves).
 
 Legend: N samples (LQE rows), n = reg_max (n + 1 bins), k top-k, G bins per axis of a density.
 
 Figs. 1c/d and 7 (example images with side distributions, boxes before and after NMS) need the
-model's per-image outputs, which no run folder holds; ``examples`` draws them by rerunning a run's
-checkpoint on val images.
+model's per-image outputs: ``examples`` draws them from what the probe ``engine.examples`` wrote
+into RUN/examples/.
 """
 
 import json
@@ -140,6 +141,12 @@ def fig4(out_dir: str | Path, reg_max: int = 16, k: int = 4, shift: int = 6) -> 
 # --- Fig. 8: the LQE (QFL) loss over training ---------------------------------------------------
 
 
+def log_lines(run_dir: str | Path, mode: str) -> list[dict]:
+    """The lines of a run's metrics.jsonl with ``mode`` (train | val | lqe), in order."""
+    lines = (Path(run_dir) / RunFolder.LOG).read_text().splitlines()
+    return [d for d in map(json.loads, filter(str.strip, lines)) if d.get("mode") == mode]
+
+
 def loss_curves(runs: dict[str, list[Path]], key: str = "loss_qfl") -> pd.DataFrame:
     """Per experiment and logged iteration: the EMA-smoothed ``key`` loss, mean / min / max over
     the seeds that logged that iteration. Columns: experiment, iter, mean, min, max, seeds."""
@@ -147,8 +154,7 @@ def loss_curves(runs: dict[str, list[Path]], key: str = "loss_qfl") -> pd.DataFr
     for experiment, dirs in runs.items():
         curves = {}
         for run in dirs:
-            lines = [json.loads(s) for s in (Path(run) / RunFolder.LOG).read_text().splitlines()]
-            train = pd.DataFrame([d for d in lines if d.get("mode") == "train" and key in d])
+            train = pd.DataFrame([d for d in log_lines(run, "train") if key in d])
             if len(train):
                 smooth = train[key].ewm(alpha=EMA_ALPHA, adjust=True).mean()
                 curves[str(run)] = pd.Series(smooth.to_numpy(), index=train["iter"])
@@ -179,6 +185,71 @@ def fig8(runs: dict[str, list[Path]], out_dir: str | Path) -> list[Path]:
     return save(fig, table, out_dir, "fig8_lqe_loss")
 
 
+# --- a run's training curves -------------------------------------------------------------------
+
+
+VAL_METRICS = ("AP", "AP50", "AP75")  # drawn per evaluated epoch, in percent
+
+
+def training_curves(run_dir: str | Path) -> pd.DataFrame:
+    """A run's metrics.jsonl as a long table: mode (train | val), iter, epoch, metric, value.
+    Train rows: every loss term of each logged iteration (``loss``, the weighted sum, and its
+    terms ``loss_*``), epoch 0-based as logged. Val rows: ``VAL_METRICS`` of each evaluation in
+    percent, epoch the number of epochs trained before it (1-based: the epoch of the last
+    train line at or before its iteration, plus one; NaN without one)."""
+    train, val = log_lines(run_dir, "train"), log_lines(run_dir, "val")
+    rows = [("train", d["iter"], d["epoch"], k, v)
+            for d in train for k, v in d.items() if k.split("_")[0] == "loss"]  # fmt: skip
+    iters = np.array([d["iter"] for d in train])  # (T,) logged in order
+    epochs = np.array([d["epoch"] for d in train], dtype=float)  # (T,)
+    for d in val:
+        before = np.flatnonzero(iters <= d["iter"])
+        epoch = epochs[before[-1]] + 1 if len(before) else np.nan
+        rows += [("val", d["iter"], epoch, k, 100 * d[k]) for k in VAL_METRICS if k in d]
+    return pd.DataFrame(rows, columns=["mode", "iter", "epoch", "metric", "value"])
+
+
+def draw_training_curves(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Left: each loss term against the iteration (the total in black); right: val AP, AP50 and
+    AP75 (%) against the epoch, each point labelled with its value, over every epoch trained."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), width_ratios=(3, 2))
+    train, val = table[table["mode"] == "train"], table[table["mode"] == "val"]
+    order = sorted(train["metric"].unique(), key=lambda m: m != "loss")  # the total first
+    for metric in order:
+        rows = train[train["metric"] == metric]
+        style = {"color": "black", "lw": 1.8} if metric == "loss" else {"lw": 1.2}
+        left.plot(rows["iter"], rows["value"], label=metric, **style)
+    left.set(xlabel="iteration", ylabel="loss", title="training losses (per logged iteration)")
+    left.set_ylim(bottom=0)
+    left.legend(fontsize=8)
+    for metric, rows in val.groupby("metric", sort=False):
+        (line,) = right.plot(rows["epoch"], rows["value"], marker="o", label=metric)
+        for x, y in zip(rows["epoch"], rows["value"], strict=True):
+            right.annotate(f"{y:.1f}", (x, y), xytext=(4, 2), textcoords="offset points",
+                           fontsize=7, color=line.get_color())  # fmt: skip
+    epochs = int(np.nanmax([train["epoch"].max() + 1, val["epoch"].max(), 1]))  # trained
+    right.set_xlim(0.5, epochs + 0.5)
+    right.set_xticks(np.arange(1, epochs + 1, max(1, epochs // 12)))
+    if len(val):
+        right.set_ylim(0, 1.15 * val["value"].max() + 1)
+        right.legend(fontsize=8, loc="lower right")
+    else:
+        right.text(0.5, 0.5, "no val evaluation in metrics.jsonl", ha="center", va="center",
+                   transform=right.transAxes, color="0.4")  # fmt: skip
+    right.set(xlabel="epoch", ylabel="AP (%)", title="val AP (per evaluated epoch)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_training_curves(run_dir: str | Path, out_dir: str | Path, name: str) -> list[Path]:
+    """A run's training curves as detection toolkits draw them: ``out_dir/<name>.*``."""
+    table = training_curves(run_dir)
+    if table.empty:
+        raise ValueError(f"{Path(run_dir) / RunFolder.LOG}: no train or val line")
+    return save(draw_training_curves(table, f"training curves of {run_dir}"), table, out_dir, name)
+
+
 # --- LQE over training (runtime.lqe_every_epoch) ----------------------------------------------
 
 
@@ -192,9 +263,9 @@ def lqe_over_training(runs: dict[str, list[Path]]) -> pd.DataFrame:
     rows = []
     for experiment, dirs in runs.items():
         for run in dirs:
-            lines = (Path(run) / RunFolder.LOG).read_text().splitlines()
-            rows += [{"experiment": experiment, "run": str(run), **d}
-                     for d in map(json.loads, lines) if d.get("mode") == "lqe"]  # fmt: skip
+            rows += [
+                {"experiment": experiment, "run": str(run), **d} for d in log_lines(run, "lqe")
+            ]
     columns = ["experiment", "run", "iter", "epoch", *LQE_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
 

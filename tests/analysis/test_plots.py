@@ -1,5 +1,6 @@
 """Figures, claims and notebooks on a small fixture of run folders (two experiments, two seeds)."""
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -11,16 +12,18 @@ import pytest
 
 from experiments.claims import claims
 from gfl_repro.analysis import plots
+from gfl_repro.analysis.collect import collect_runs
 from gfl_repro.engine.lqe import SIDES, TOPK, load_lqe, save_lqe
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+SCRIPT = Path(__file__).parents[2] / "analysis" / "figures.py"
 # notebook -> the figures it writes into RESULTS/PRESET/figures (each as png, pdf and csv)
 FIGURES = {
     "fig1b_fig9_lqe.ipynb": ("fig1b_top1_vs_iou", "fig9_dgqp_input_output"),
     "fig1cd_fig7_examples.ipynb": ("fig1cd_distributions", "fig7_nms"),
     "fig4_shift.ipynb": ("fig4_shift_invariance",),
     "fig6_table8_speed.ipynb": ("fig6_speed_accuracy",),
-    "fig8_loss_curves.ipynb": ("fig8_lqe_loss",),
+    "fig8_loss_curves.ipynb": ("fig8_lqe_loss", "curves_gflv1_seed0", "curves_gflv2_seed1"),
 }
 TRAINED = {"fig1cd_fig7_examples.ipynb", "fig6_table8_speed.ipynb"}  # read the tiny trained runs
 BOXES = {1: [10, 10, 40, 30], 2: [50, 20, 30, 60], 3: [5, 60, 50, 30]}  # image -> gt xywh
@@ -111,6 +114,89 @@ def test_lqe_over_training_from_metrics_lines(fixture, tmp_path):
     _check(plots.fig_lqe_training(runs, tmp_path))
     with pytest.raises(ValueError, match="lqe_every_epoch"):
         plots.fig_lqe_training({"gflv1": []}, tmp_path)
+
+
+# A run's log: five train lines over two epochs, two evaluations (after epochs 1 and 2), an LQE
+# line that the curves leave out. TRAIN: (iter, epoch, loss) of each train line.
+TRAIN = [(25, 0, 2.0), (50, 0, 1.6), (75, 1, 1.3), (100, 1, 1.1), (125, 1, 1.0)]  # fmt: skip
+TERMS = {"loss_qfl": 0.2, "loss_bbox": 0.5, "loss_dfl": 0.3}  # share of the total
+
+
+def _log(run: Path) -> Path:
+    lines = [{"mode": "train", "iter": it, "epoch": ep, "lr": 0.01, "loss": loss,
+              **{k: share * loss for k, share in TERMS.items()}}
+             for it, ep, loss in TRAIN]  # fmt: skip
+    lines.insert(2, {"mode": "val", "iter": 50, "AP": 0.2, "AP50": 0.4, "AP75": 0.1})
+    lines += [{"mode": "lqe", "iter": 125, "epoch": 1, "pcc_joint": 0.5},
+              {"mode": "val", "iter": 125, "AP": 0.3, "AP50": 0.5, "AP75": 0.25}]  # fmt: skip
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(d) for d in lines) + "\n")
+    return run
+
+
+def test_training_curves_one_line_per_loss_term_and_ap_per_evaluated_epoch(tmp_path):
+    table = plots.training_curves(_log(tmp_path / "run"))
+    fig = plots.draw_training_curves(table, "run")
+    losses, aps = fig.axes
+    lines = {line.get_label(): line for line in losses.lines}
+    assert list(lines) == ["loss", "loss_qfl", "loss_bbox", "loss_dfl"]  # the total first
+    for name, line in lines.items():
+        share = TERMS.get(name, 1.0)
+        np.testing.assert_allclose(line.get_xdata(), [it for it, _, _ in TRAIN])
+        np.testing.assert_allclose(line.get_ydata(), [share * loss for _, _, loss in TRAIN])
+    points = {line.get_label(): line for line in aps.lines}
+    assert list(points) == ["AP", "AP50", "AP75"]
+    np.testing.assert_allclose(points["AP"].get_xdata(), [1, 2])  # epochs trained before each
+    np.testing.assert_allclose(points["AP"].get_ydata(), [20, 30])  # percent
+    np.testing.assert_allclose(points["AP75"].get_ydata(), [10, 25])
+    labels = sorted(float(t.get_text()) for t in aps.texts)  # each point's value, in percent
+    assert labels == [10, 20, 25, 30, 40, 50]
+    assert set(table["mode"]) == {"train", "val"}  # the lqe line is not a curve
+    paths = plots.fig_training_curves(tmp_path / "run", tmp_path / "out", "curves_x_seed0")
+    assert [p.name for p in paths] == [f"curves_x_seed0.{e}" for e in ("png", "pdf", "csv")]
+
+
+def test_training_curves_without_val_lines_say_so(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"mode": "train", "iter": 5, "epoch": 0,
+                                                   "loss": 1.0}) + "\n")  # fmt: skip
+    fig = plots.draw_training_curves(plots.training_curves(run), "run")
+    assert len(fig.axes[1].lines) == 0 and "no val" in fig.axes[1].texts[0].get_text()
+    (run / "metrics.jsonl").write_text("")
+    with pytest.raises(ValueError, match="no train or val line"):
+        plots.fig_training_curves(run, tmp_path, "curves")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_draws_every_complete_runs_curves(fixture, tmp_path):
+    runs = fixture / "runs" / "mini"
+    written, skipped = _script().training_curve_figures(collect_runs(runs), tmp_path)
+    names = sorted({p.stem for p in written})
+    assert names == [f"curves_{e}_seed{s}" for e in ("gflv1", "gflv2") for s in (0, 1)]
+    assert len(written) == 12 and skipped == []
+
+
+def test_script_fig6_skip_names_the_command_that_times_the_runs(fixture, tmp_path):
+    runs = fixture / "runs" / "mini"
+    written, skipped = _script().speed_figure(runs, tmp_path / "results", tmp_path)
+    (reason,) = skipped
+    command = (f"gfl-repro bench-model {runs}/gflv1/seed0 {runs}/gflv2/seed0 "
+               f"--results {tmp_path / 'results'}")  # fmt: skip
+    assert written == [] and f"`{command}`" in reason and "make table8" in reason
+    bench = tmp_path / "results" / "mini" / "bench_model.csv"
+    bench.parent.mkdir(parents=True)
+    pd.DataFrame(
+        {"experiment": ["gflv1", "gflv2"], "fps": [20.0, 19.0], "ms": [50.0, 52.6]}
+    ).to_csv(bench, index=False)
+    written, skipped = _script().speed_figure(runs, tmp_path / "results", tmp_path)
+    assert [p.name for p in written][0] == "fig6_speed_accuracy.png" and skipped == []
 
 
 def test_density_table_counts_and_pearson():
