@@ -1,4 +1,5 @@
-"""Every figure that the run folders of a preset allow, and claims.md; prints what it skips.
+"""Every figure that the run folders of a preset allow, and claims.md with claims.json; prints
+what it skips.
 
 python analysis/figures.py --preset mini [--runs runs] [--results results] [--boot 200]
     [--example-images 100]
@@ -16,13 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.claims import claims
+from experiments.claims import check_claims
 from gfl_repro.analysis import examples, plots
 from gfl_repro.analysis.collect import collect_runs, val_annotations
 from gfl_repro.engine.examples import EXAMPLE_IMAGES, first_with_examples
 from gfl_repro.engine.lqe import load_lqe
 from gfl_repro.engine.runs import RunFolder
-from gfl_repro.io import atomic_write_text
 
 
 def first_dump(runs_dir: Path, experiment: str) -> Path | None:
@@ -137,12 +137,10 @@ def main() -> None:
         written, skipped = written + found, skipped + reasons
 
     ann_file = args.ann_file or val_annotations(runs_dir)
-    markdown = claims(args.runs, args.preset, ann_file, n_boot=args.boot)
-    claims_path = args.results / args.preset / "claims.md"
-    claims_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(claims_path, markdown)
-    print(markdown)
-    print("written:", *[str(p) for p in [*written, claims_path]], sep="\n  ")
+    report = check_claims(args.runs, args.preset, ann_file, n_boot=args.boot)
+    claims_paths = report.write(args.results / args.preset)  # claims.md, claims.json
+    print(report.markdown())
+    print("written:", *[str(p) for p in [*written, *claims_paths]], sep="\n  ")
     print("skipped:", *skipped, sep="\n  ")
 
 

@@ -36,14 +36,16 @@ FIGURES = {
     "side distributions against the real IoU of the box (density; Pearson r in the title). A "
     "sharper distribution goes with a better box: the correlation DGQP builds on.",
     "fig1cd_distributions": "Fig. 1c/d. Detections with the sharpest and the flattest side "
-    "distributions of a GFLV2 run: the predicted distribution of each side against the ground "
-    "truth, in stride units.",
+    "distributions of a GFLV2 run: the predicted distribution of each side over its bins, in "
+    "stride units, with the predicted side (its mean) and the ground-truth side; on the image "
+    "the predicted box (dashed green) over the ground-truth box (white).",
     "fig4_shift_invariance": "Fig. 4. A side distribution and its shifted copy give the same "
     "Top-k + mean statistics: DGQP sees the shape of the distribution, not where it sits.",
     "fig6_speed_accuracy": "Fig. 6. Speed against accuracy: inference latency per image and AP "
     "of the benchmarked runs (gfl-repro bench-model).",
-    "fig7_nms": "Fig. 7. The boxes NMS keeps around one object for GFLV1 and GFLV2, with their "
-    "scores.",
+    "fig7_nms": "Fig. 7. The boxes around one object before and after NMS for GFLV1 and GFLV2; "
+    "each written box reads its joint score J | its IoU with the ground truth. The object is the "
+    "largest clear, unoccluded one that both runs detect.",
     "fig8_lqe_loss": "Fig. 8. The LQE loss (QFL, EMA-smoothed) of GFLV1 and GFLV2 during "
     "training: mean over seeds, band from min to max.",
     "fig9_dgqp_input_output": "Fig. 9. GFLV2's val positives: DGQP's input (mean Top-1 "
@@ -124,6 +126,18 @@ def read_tables(results: Path) -> list[dict]:
 # --- figures ------------------------------------------------------------------------------------
 
 
+def caption(stem: str) -> str:
+    """A figure's caption: FIGURES', a run's training curves by their name pattern, else the
+    file name."""
+    if stem in FIGURES:
+        return FIGURES[stem]
+    if stem.startswith("curves_"):
+        run = stem.removeprefix("curves_")
+        return (f"Training curves of {run}: every loss term per logged iteration, val AP per "
+                "evaluated epoch.")  # fmt: skip
+    return stem
+
+
 def figure_list(results: Path) -> list[dict]:
     """Every figure of ``FIGURES`` (missing ones included) and any other PNG of figures/: its
     caption and the paths, relative to the page, of its PNG, PDF and CSV (None when absent)."""
@@ -133,7 +147,7 @@ def figure_list(results: Path) -> list[dict]:
     for stem in [*FIGURES, *others]:
         files = {ext: f"figures/{stem}.{ext}" if (folder / f"{stem}.{ext}").is_file() else None
                  for ext in ("png", "pdf", "csv")}  # fmt: skip
-        out.append({"name": stem, "caption": FIGURES.get(stem, stem), **files})
+        out.append({"name": stem, "caption": caption(stem), **files})
     return out
 
 

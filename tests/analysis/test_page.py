@@ -215,3 +215,9 @@ def test_a_preset_with_nothing_yet_renders_as_missing(tmp_path):
     assert "missing: no table in this results folder yet" in text
     assert "missing: no run folder yet" in text
     assert text.count('data-missing="1"') == len(page.FIGURES)
+
+
+def test_captions_of_known_figures_training_curves_and_others():
+    assert page.caption("fig7_nms").startswith("Fig. 7.")
+    assert page.caption("curves_gflv2_seed1").startswith("Training curves of gflv2_seed1:")
+    assert page.caption("extra_plot") == "extra_plot"
