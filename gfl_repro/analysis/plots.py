@@ -9,7 +9,6 @@ model's per-image outputs: ``examples`` draws them from what the probe ``engine.
 into RUN/examples/.
 """
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -142,9 +141,9 @@ def fig4(out_dir: str | Path, reg_max: int = 16, k: int = 4, shift: int = 6) -> 
 
 
 def log_lines(run_dir: str | Path, mode: str) -> list[dict]:
-    """The lines of a run's metrics.jsonl with ``mode`` (train | val | lqe), in order."""
-    lines = (Path(run_dir) / RunFolder.LOG).read_text().splitlines()
-    return [d for d in map(json.loads, filter(str.strip, lines)) if d.get("mode") == mode]
+    """The lines of a run's metrics.jsonl with ``mode`` (train | val | lqe) that survived its
+    resumes, in order (RunFolder.log)."""
+    return RunFolder(run_dir).log(mode)
 
 
 def loss_curves(runs: dict[str, list[Path]], key: str = "loss_qfl") -> pd.DataFrame:

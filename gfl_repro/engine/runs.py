@@ -96,6 +96,21 @@ class RunFolder:
     def metrics(self) -> dict:
         return self.read(self.METRICS)
 
+    def log(self, mode: str) -> list[dict]:
+        """The lines of metrics.jsonl with ``mode`` (train | val | lqe) of the history that
+        survived, in order. A run killed after its last checkpoint and resumed from it logs the
+        iterations past the checkpoint twice; code before 3422b85 kept both attempts (a run
+        restarted from scratch, its whole first attempt). The survivors are the lines whose
+        iteration is below that of every later line of the same mode."""
+        path = self / self.LOG
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        kept, below = [], float("inf")
+        for line in reversed([x for x in lines if x.get("mode") == mode]):
+            if line.get("iter", -1) < below:
+                kept.append(line)
+                below = line.get("iter", below)
+        return kept[::-1]
+
     @property
     def identity(self) -> dict:
         """preset, experiment, seed, rows, requested and overrides from env.json. Folders written

@@ -70,3 +70,18 @@ def test_train_without_overrides_records_every_row_of_its_config(tmp_path, monke
     assert main(["train", "gflv1", "--preset", "tiny", "--work-dir", str(run.path)]) == 0
     assert run.identity["rows"] == sorted(rows_of("gflv1", "tiny"))
     assert {"gflv1", "t2_k0"} <= set(run.identity["rows"])
+
+
+def test_log_keeps_the_history_that_survived_the_resumes(tmp_path):
+    """metrics.jsonl of a run killed twice, as code before 3422b85 wrote it: a first attempt
+    from scratch (25, 50) that left no checkpoint, a second from scratch (25 ... 100) killed after
+    its checkpoint at 50, then a resume from 50 (75 ... 125) with the final val line."""
+    train = [25, 50, 25, 50, 75, 100, 75, 100, 125]
+    lines = [{"mode": "train", "iter": i, "loss": n} for n, i in enumerate(train)]
+    lines.append({"mode": "val", "iter": 125, "AP": 0.3})
+    run = RunFolder(tmp_path)
+    (tmp_path / RunFolder.LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    kept = run.log("train")
+    assert [x["iter"] for x in kept] == [25, 50, 75, 100, 125]
+    assert [x["loss"] for x in kept] == [2, 3, 6, 7, 8]  # the second attempt, then the resume
+    assert run.log("val") == [lines[-1]] and run.log("lqe") == []
