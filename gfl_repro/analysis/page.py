@@ -228,13 +228,19 @@ def run_folders(runs_dir: Path) -> dict[str, list[RunFolder]]:
     return {e: sorted(out[e], key=lambda r: r.identity["seed"] or 0) for e in sorted(out)}
 
 
-def _seed(run: RunFolder, env_id: int) -> dict:
+def _seed(run: RunFolder, env_id: int, runs_dir: Path) -> dict:
     """A seed of an experiment: complete or not, its wall hours of training (None when not
-    recorded), the number of its environment."""
+    recorded), the number of its environment, its folder relative to ``runs_dir``'s parent (the
+    page may be published away from the machine that wrote it)."""
     seconds = run.metrics.get("train_seconds")
     hours = None if seconds is None else seconds / 3600
+    path = (
+        run.path.relative_to(runs_dir.parent)
+        if run.path.is_relative_to(runs_dir.parent)
+        else run.path
+    )
     return {"seed": run.identity["seed"], "complete": run.is_complete, "hours": hours,
-            "env": env_id, "path": str(run.path)}  # fmt: skip
+            "env": env_id, "path": str(path)}  # fmt: skip
 
 
 def run_list(runs_dir: Path, base: dict | None, base_experiment: str) -> dict:
@@ -254,7 +260,7 @@ def run_list(runs_dir: Path, base: dict | None, base_experiment: str) -> dict:
         experiments.append({
             "name": name, "rows": sorted({x for r in runs for x in r.identity["rows"]}),
             "diff": list(min(diffs)), "same_config": len(diffs) == 1,
-            "seeds": [_seed(r, env_ids[str(r.path)]) for r in runs],
+            "seeds": [_seed(r, env_ids[str(r.path)], runs_dir) for r in runs],
         })  # fmt: skip
     seeds = [s for e in experiments for s in e["seeds"]]
     commits = sorted({e["git_commit"][:7] for e in envs if e["git_commit"]})
