@@ -1,6 +1,8 @@
 """Tiny trained run folders shared by the example figures and the notebooks that draw them."""
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,12 @@ def runs(tiny_root, tmp_path_factory):  # noqa: F811
         meta = {"preset": "mini", "experiment": name}
         train_run(dataclasses.replace(cfg, model=model), root / name / "seed0", seed=0, meta=meta)
     return root
+
+
+def figures_script():
+    """analysis/figures.py, the script (not a package module), loaded as a module."""
+    path = Path(__file__).parents[2] / "analysis" / "figures.py"
+    spec = importlib.util.spec_from_file_location("figures_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

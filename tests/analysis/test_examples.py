@@ -4,7 +4,6 @@ runs, and from hand-made examples with a known answer.
 Legend: D candidates, M gt boxes, n = reg_max (n + 1 bins).
 """
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -23,9 +22,8 @@ from gfl_repro.engine.examples import (
     write_examples,
 )
 from gfl_repro.engine.runs import RunFolder
+from tests.analysis.conftest import figures_script
 from tests.engine.conftest import tiny_config
-
-SCRIPT = Path(__file__).parents[2] / "analysis" / "figures.py"
 
 
 @pytest.fixture(scope="module")
@@ -326,15 +324,8 @@ def test_fig7_writes_each_kept_box_iou_with_its_gt(tmp_path):
 # --- the script ---------------------------------------------------------------------------------
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_runs_the_probe_where_missing_then_draws_or_says_why_not(runs, tmp_path):
-    script = _script()
+    script = figures_script()
     root = tmp_path / "runs"
     shutil.copytree(runs, root)  # the shared runs are read only
     written, skipped = script.example_figures(root, tmp_path / "a", max_images=2)
@@ -348,5 +339,5 @@ def test_script_runs_the_probe_where_missing_then_draws_or_says_why_not(runs, tm
 
 
 def test_script_draws_from_run_folders_without_checkpoints(probed, tmp_path):
-    written, skipped = _script().example_figures(probed, tmp_path, max_images=2)
+    written, skipped = figures_script().example_figures(probed, tmp_path, max_images=2)
     assert len(written) == 6 and skipped == []  # the examples of 4 images stand as they are

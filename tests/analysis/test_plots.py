@@ -1,6 +1,5 @@
 """Figures, claims and notebooks on a small fixture of run folders (two experiments, two seeds)."""
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -14,9 +13,9 @@ from experiments.claims import claims
 from gfl_repro.analysis import plots
 from gfl_repro.analysis.collect import collect_runs
 from gfl_repro.engine.lqe import SIDES, TOPK, load_lqe, save_lqe
+from tests.analysis.conftest import figures_script
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
-SCRIPT = Path(__file__).parents[2] / "analysis" / "figures.py"
 # notebook -> the figures it writes into RESULTS/PRESET/figures (each as png, pdf and csv)
 FIGURES = {
     "fig1b_fig9_lqe.ipynb": ("fig1b_top1_vs_iou", "fig9_dgqp_input_output"),
@@ -168,16 +167,9 @@ def test_training_curves_without_val_lines_say_so(tmp_path):
         plots.fig_training_curves(run, tmp_path, "curves")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_draws_every_complete_runs_curves(fixture, tmp_path):
     runs = fixture / "runs" / "mini"
-    written, skipped = _script().training_curve_figures(collect_runs(runs), tmp_path)
+    written, skipped = figures_script().training_curve_figures(collect_runs(runs), tmp_path)
     names = sorted({p.stem for p in written})
     assert names == [f"curves_{e}_seed{s}" for e in ("gflv1", "gflv2") for s in (0, 1)]
     assert len(written) == 12 and skipped == []
@@ -185,7 +177,7 @@ def test_script_draws_every_complete_runs_curves(fixture, tmp_path):
 
 def test_script_fig6_skip_names_the_command_that_times_the_runs(fixture, tmp_path):
     runs = fixture / "runs" / "mini"
-    written, skipped = _script().speed_figure(runs, tmp_path / "results", tmp_path)
+    written, skipped = figures_script().speed_figure(runs, tmp_path / "results", tmp_path)
     (reason,) = skipped
     command = (f"gfl-repro bench-model {runs}/gflv1/seed0 {runs}/gflv2/seed0 "
                f"--results {tmp_path / 'results'}")  # fmt: skip
@@ -195,7 +187,7 @@ def test_script_fig6_skip_names_the_command_that_times_the_runs(fixture, tmp_pat
     pd.DataFrame(
         {"experiment": ["gflv1", "gflv2"], "fps": [20.0, 19.0], "ms": [50.0, 52.6]}
     ).to_csv(bench, index=False)
-    written, skipped = _script().speed_figure(runs, tmp_path / "results", tmp_path)
+    written, skipped = figures_script().speed_figure(runs, tmp_path / "results", tmp_path)
     assert [p.name for p in written][0] == "fig6_speed_accuracy.png" and skipped == []
 
 

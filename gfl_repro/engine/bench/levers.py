@@ -79,9 +79,9 @@ def lever_step(cfg: Config, lever: Lever | None, boxes: int) -> tuple[Callable[[
     if lever and lever.channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    step = gfl_step(model, images, random_targets(batch, (size, size), boxes))
-    if lever and lever.compile:
-        step = _compiled_step(model, images, random_targets(batch, (size, size), boxes))
+    targets = random_targets(batch, (size, size), boxes)
+    compiled = lever is not None and lever.compile
+    step = _compiled_step(model, images, targets) if compiled else gfl_step(model, images, targets)
     return step, batch
 
 
