@@ -6,7 +6,9 @@ transforms. So a resumed run, a run with another number of workers and each DDP 
 the same augmented images, and a resume can skip the batches already done without loading them.
 """
 
+import fcntl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,6 +68,21 @@ def dataset_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:
     return root / ann, root / images
 
 
+@contextmanager
+def generation_lock(root: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<root name>.lock`` beside ``root``: two processes that start
+    on a missing built-in set (two trainings launched together) generate it once, and neither
+    reads it while the other writes it."""
+    root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
     """Generate the built-in dataset when absent (rank 0; the others wait); check files exist.
     A data.root that does not exist is an error, except a preset's own root of the built-in set
@@ -76,10 +93,12 @@ def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
             f"data.root = {cfg.root}: no such folder. Put the {cfg.dataset} data set there or "
             "set data.root to where it is; nothing is downloaded at run time."
         )
-    if cfg.dataset == "mini" and not all(dataset_paths(cfg, s)[0].is_file() for s in mini.SPLITS):
+    if cfg.dataset == "mini":
         if dist.is_main:
-            mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val, cfg.mini_size,
-                          variant=cfg.mini_variant())  # fmt: skip
+            with generation_lock(cfg.root):
+                if not all(dataset_paths(cfg, s)[0].is_file() for s in mini.SPLITS):
+                    mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val,
+                                  cfg.mini_size, variant=cfg.mini_variant())  # fmt: skip
         barrier()
     if cfg.dataset == "mini":
         mini.check_spec(cfg.root, cfg.mini_spec())
