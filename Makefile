@@ -65,8 +65,9 @@ figures: setup
 report: setup
 	$(BIN)/gfl-repro report --preset $(PRESET)
 
-# Speed against torchvision's FCOS, what DGQP costs and the mini step's speed levers, measured in
-# one process: results/bench.csv.
+# Speed against torchvision's FCOS, what DGQP costs, the mini step's speed levers and a whole mini
+# run against one at width x 0.5 (minutes: four short runs), measured in one process:
+# results/bench.csv.
 bench: setup
 	$(BIN)/gfl-repro bench
 

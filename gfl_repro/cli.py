@@ -439,6 +439,8 @@ def _add_bench(sub: Subparsers, parents: Parents) -> None:
     p.add_argument("--detections", type=Path, default=d.detections)
     p.add_argument("--ann-file", type=Path, default=d.ann_file)
     p.add_argument("--matmul-size", type=int, default=d.matmul_size, help="item 7")
+    p.add_argument("--short-runs", type=int, nargs=2, default=d.short_runs, metavar=("N1", "N2"),
+                   help="item 9: steps of the two short runs a run is fitted from")  # fmt: skip
     p.add_argument("--out", type=Path, default=d.out)
     p.set_defaults(func=_bench)
 

@@ -65,7 +65,7 @@ def read_rows(path):
 def test_the_command_writes_the_csv(tiny_root, tmp_path, capsys):
     # Item 5 times the mini preset's loader: it needs the mini set, so it is left to the next test.
     out = tmp_path / "sub" / "bench.csv"
-    assert main(tiny_argv(tiny_root, out, "--skip", "1", "2", "3", "5", "8")) == 0
+    assert main(tiny_argv(tiny_root, out, "--skip", "1", "2", "3", "5", "8", "9")) == 0
     columns, rows = read_rows(out)
     assert tuple(columns) == suite.COLUMNS
     assert sorted({int(r["item"]) for r in rows}) == [4, 6, 7]
@@ -79,7 +79,7 @@ def test_the_command_writes_the_csv(tiny_root, tmp_path, capsys):
 
 def test_detector_and_loading_items_at_64_px(tiny_root, tmp_path):
     out = tmp_path / "bench.csv"
-    returned = suite.run(tiny_options(tiny_root, out, skip=(4, 6, 7, 8)), loading=_tiny())
+    returned = suite.run(tiny_options(tiny_root, out, skip=(4, 6, 7, 8, 9)), loading=_tiny())
     _, rows = read_rows(out)
     assert rows == [row.values() for row in returned]
     assert [int(r["item"]) for r in rows] == [1, 3, 2, 3, 3, 5]
@@ -108,7 +108,9 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="reps"):
         BenchOptions(reps=0)
     with pytest.raises(ValueError, match="skip"):
-        BenchOptions(skip=(9,))
+        BenchOptions(skip=(10,))
+    with pytest.raises(ValueError, match="short_runs"):
+        BenchOptions(short_runs=(5, 5))
 
 
 def test_time_calls_interleaves_warms_up_and_draws_inputs_untimed():
@@ -146,3 +148,34 @@ def test_levers_are_timed_against_the_preset_step_per_image():
         assert r["ours"] > 0 and r["base"] > 0 and r["first_call_s"] > 0
     step, batch = levers.lever_step(cfg, chosen[1], boxes=3)
     assert batch == 2 and levers.lever_step(cfg, None, boxes=3)[1] == 4
+
+
+def test_a_whole_run_is_the_line_through_two_short_runs():
+    # 10 steps in 20 s and 40 steps in 50 s: 1 s per step and 10 s fixed; 100 steps: 110 s.
+    assert levers.whole_run_estimate({40: 50.0, 10: 20.0}, 100) == (10.0, 1.0, 110.0)
+    with pytest.raises(ValueError, match="different lengths"):
+        levers.whole_run_estimate({10: 20.0}, 100)
+
+
+def test_a_lever_as_a_run_config():
+    cfg = _tiny()
+    half = levers.changed_config(cfg, levers.Lever("w", "width", False, width=0.5, size=32))
+    assert half.model == levers.scaled_model(cfg.model, 0.5)
+    assert half.data.train_scale == half.data.test_scale == (32, 32)
+    assert half.schedule == cfg.schedule
+    with pytest.raises(ValueError, match="keeps the numbers"):
+        levers.changed_config(cfg, levers.LEVERS[0])
+
+
+def test_whole_run_item_times_the_preset_and_the_lever(tiny_root, tmp_path):
+    # The tiny preset: 12 training images, 4 per step, 1 epoch = 3 steps in a whole run.
+    opts = dataclasses.replace(tiny_options(tiny_root, tmp_path / "b.csv", skip=()),
+                               short_runs=(1, 2))  # fmt: skip
+    rows = suite.bench_whole_run(opts, _tiny())
+    assert [row.item for row in rows] == [9, 9, 9]
+    assert rows[0].measure == "a whole run of 3 steps, width 0.5 / preset"
+    for row in rows[1:]:
+        assert row.ours != 0 and row.reference != 0  # fitted: may be negative when noisy
+    whole, step, fixed = rows
+    assert whole.ours == pytest.approx(fixed.ours + 3 * step.ours)
+    assert whole.reference == pytest.approx(fixed.reference + 3 * step.reference)

@@ -10,13 +10,19 @@ Every lever is timed against the preset's own step in the same call, repetitions
   of the regime search in docs/differences.md, never taken for speed alone. A step of a
   smaller batch is reported per image (ours and the base both in seconds per image).
 
+A whole run (item 9) is timed too, the preset's against the lever of the mini regime: two short
+runs of each (setup, training steps, evaluation of the val set, LQE dump: the run's own code
+path), the line through their times extended to the preset's number of steps.
+
 Legend: B images per step, S image side in pixels.
 """
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -110,4 +116,77 @@ def bench_levers(cfg: Config, reps: int, warmup: int, boxes: int,
         ours, ref = median_times([changed, base], reps, warmup)
         records.append({"lever": lever, "ours": ours / batch, "base": ref / base_batch,
                         "first_call_s": first})  # fmt: skip
+    return records
+
+
+# --- a whole run ---------------------------------------------------------------------------------
+
+WHOLE_RUN_LEVER = "width 0.5"  # the lever of the mini regime's decision 1 (docs/differences.md)
+SHORT_RUNS = (10, 40)  # the lengths, in steps, of the two short runs a whole run is fitted from
+
+
+def changed_config(cfg: Config, lever: Lever) -> Config:
+    """``cfg`` as a training run with ``lever``: its width, image side and images per step;
+    a lever that keeps the numbers (memory format, compilation) is not a config of a run."""
+    if lever.same_numbers:
+        raise ValueError(f"lever {lever.name!r} keeps the numbers: it is not a run's config")
+    data = cfg.data
+    if lever.size:
+        data = dataclasses.replace(data, train_scale=(lever.size, lever.size),
+                                   test_scale=(lever.size, lever.size))  # fmt: skip
+    if lever.batch:
+        data = dataclasses.replace(data, images_per_process=lever.batch)
+    return dataclasses.replace(cfg, model=scaled_model(cfg.model, lever.width), data=data)
+
+
+def whole_run_estimate(short: dict[int, float], total: int) -> tuple[float, float, float]:
+    """From the wall seconds of two short runs, {steps: seconds}, each a whole run but shorter
+    (setup, training, evaluation of the val set, LQE dump): the fixed seconds, the seconds per
+    step and the seconds of a run of ``total`` steps, the line through the two points."""
+    if len(short) != 2:
+        raise ValueError("whole_run_estimate: two short runs of different lengths are needed")
+    (n1, t1), (n2, t2) = sorted(short.items())
+    step = (t2 - t1) / (n2 - n1)
+    fixed = t1 - n1 * step
+    return fixed, step, fixed + total * step
+
+
+def _short_run(cfg: Config, steps: int, root: Path) -> float:
+    """Wall seconds of ``cfg``'s run stopped after ``steps`` steps, in a new folder under root."""
+    from gfl_repro.engine.train import train_run
+
+    run_cfg = dataclasses.replace(
+        cfg,
+        schedule=dataclasses.replace(cfg.schedule, max_iters=steps),
+        runtime=dataclasses.replace(cfg.runtime, tensorboard=False),
+    )
+    folder = Path(tempfile.mkdtemp(prefix=f"run{steps}_", dir=root))
+    tic = time.perf_counter()
+    train_run(run_cfg, folder, seed=0, resume="none")
+    return time.perf_counter() - tic
+
+
+def bench_whole_run(cfg: Config, lever_name: str = WHOLE_RUN_LEVER,
+                    lengths: tuple[int, int] = SHORT_RUNS) -> list[dict]:  # fmt: skip
+    """A whole run of ``cfg`` and of ``cfg`` with the lever, in seconds: each fitted from two
+    short runs of ``lengths`` steps, the four runs interleaved (preset, lever, preset, lever),
+    then extended to the preset's number of steps (its schedule over its training set)."""
+    from gfl_repro.engine.data import train_loader
+    from gfl_repro.engine.distributed import DistInfo
+
+    lever = next(lever for lever in LEVERS if lever.name == lever_name)
+    configs = {"preset": cfg, lever.name: changed_config(cfg, lever)}
+    total = len(train_loader(cfg.data, DistInfo(), 0)) * cfg.schedule.epochs
+    if cfg.schedule.max_iters:
+        total = min(total, cfg.schedule.max_iters)
+    times: dict[str, dict[int, float]] = {name: {} for name in configs}
+    with tempfile.TemporaryDirectory(prefix="bench_whole_run_") as root:
+        for steps in lengths:
+            for name, run_cfg in configs.items():
+                times[name][steps] = _short_run(run_cfg, steps, Path(root))
+    records = []
+    for name, short in times.items():
+        fixed, step, whole = whole_run_estimate(short, total)
+        records.append({"name": name, "fixed": fixed, "step": step, "whole": whole,
+                        "total": total, "short": short})  # fmt: skip
     return records

@@ -16,6 +16,8 @@ Items (``skip`` takes their numbers):
   7 achieved GFLOP/s of the R-50-FPN forward against a large float32 matrix product
   8 the speed levers of a preset's training step (the CLI passes mini): each lever's step
     against the preset's own, per image (levers.py)
+  9 a whole run of the preset against one with the mini regime's lever (width x 0.5), each
+    fitted from two short runs on the preset's data (levers.py)
 
 Legend: B images, S image side in pixels, M gt boxes, P priors over all levels.
 """
@@ -48,7 +50,7 @@ from gfl_repro.engine.bench.workloads import (
 )
 
 COLUMNS = ("item", "measure", "ours", "reference", "unit", "ratio", "goal", "met", "note")
-ITEMS = (1, 2, 3, 4, 5, 6, 7, 8)
+ITEMS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 ATSS_STEPS = ("measure", "estimate")
 ATSS_SHAPE = (800, 1333)  # (h, w) of the image; padded to a multiple of 32: 800 x 1344
 ATSS_NUM_GT = 100
@@ -68,11 +70,14 @@ class BenchOptions:
     detections: Path = Path("runs/mini/gflv2/seed0/detections.json")  # item 6; else made up
     ann_file: Path = Path("data/mini/annotations/instances_val.json")  # item 6
     matmul_size: int = 2048  # item 7
+    short_runs: tuple[int, int] = (10, 40)  # item 9: steps of the two short runs of each config
     out: Path = Path("results/bench.csv")
 
     def __post_init__(self) -> None:
         if min(self.size, self.reps, self.load_batches, self.matmul_size) < 1:
             raise ValueError("bench: size, reps, load_batches and matmul_size must be at least 1")
+        if len(self.short_runs) != 2 or min(self.short_runs) < 1 or len(set(self.short_runs)) < 2:
+            raise ValueError("bench: short_runs is two different numbers of steps, each >= 1")
         if min(self.boxes, self.warmup, self.threads) < 0:
             raise ValueError("bench: boxes, warmup and threads must not be negative")
         if self.atss_step not in ATSS_STEPS or not set(self.skip) <= set(ITEMS):
@@ -335,14 +340,31 @@ def bench_regime(opts: BenchOptions, cfg: Config) -> list[Row]:
     return rows
 
 
+def bench_whole_run(opts: BenchOptions, cfg: Config) -> list[Row]:
+    """Item 9: a whole run of ``cfg`` against one with the regime's lever (levers.py)."""
+    from gfl_repro.engine.bench.levers import bench_whole_run as whole_runs
+
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(opts.data_root)))
+    records = {r["name"]: r for r in whole_runs(cfg, lengths=opts.short_runs)}
+    base = records.pop("preset")
+    ((name, lever),) = records.items()
+    rows = []
+    for key, what in (("whole", f"a whole run of {base['total']} steps"), ("step", "a step"),
+                      ("fixed", "setup, evaluation and LQE dump")):  # fmt: skip
+        short = ", ".join(f"{n} steps {t:.1f} s" for n, t in sorted(lever["short"].items()))
+        note = f"fitted from short runs (ours: {short})" if key == "whole" else ""
+        rows.append(Row(9, f"{what}, {name} / preset", lever[key], base[key], note=note))
+    return rows
+
+
 def run_items(opts: BenchOptions, loading: Config) -> list[Row]:
-    """Every item not skipped, in order; items 5 and 8 time ``loading``'s loader and step."""
+    """Every item not skipped, in order; items 5, 8 and 9 time ``loading``'s loader, step, run."""
     items = set(ITEMS) - set(opts.skip)
     rows = bench_detectors(opts, items) if items & {1, 2, 3} else []
     steps: list[tuple[int, Callable[[], list[Row]]]] = [
         (4, lambda: bench_atss(opts)), (5, lambda: bench_loading(opts, loading)),
         (6, lambda: bench_evaluation(opts)), (7, lambda: bench_flops(opts)),
-        (8, lambda: bench_regime(opts, loading)),
+        (8, lambda: bench_regime(opts, loading)), (9, lambda: bench_whole_run(opts, loading)),
     ]  # fmt: skip
     for item, bench in steps:
         if item in items:
