@@ -151,10 +151,12 @@ def test_levers_are_timed_against_the_preset_step_per_image():
 
 
 def test_a_whole_run_is_the_line_through_two_short_runs():
-    # 10 steps in 20 s and 40 steps in 50 s: 1 s per step and 10 s fixed; 100 steps: 110 s.
-    assert levers.whole_run_estimate({40: 50.0, 10: 20.0}, 100) == (10.0, 1.0, 110.0)
+    # Loops of 10 steps in 20 s and 40 steps in 50 s: 1 s per step, 10 s for the loop's start;
+    # the 40-step run's 80 s wall time leaves 30 s outside its loop: 40 s fixed; 100 steps: 140 s.
+    # The 10-step run's wall time (here 70 s: a slower evaluation) does not enter.
+    assert levers.whole_run_estimate({40: (80.0, 50.0), 10: (70.0, 20.0)}, 100) == (40, 1, 140)
     with pytest.raises(ValueError, match="different lengths"):
-        levers.whole_run_estimate({10: 20.0}, 100)
+        levers.whole_run_estimate({10: (30.0, 20.0)}, 100)
 
 
 def test_a_lever_as_a_run_config():
@@ -175,7 +177,7 @@ def test_whole_run_item_times_the_preset_and_the_lever(tiny_root, tmp_path):
     assert [row.item for row in rows] == [9, 9, 9]
     assert rows[0].measure == "a whole run of 3 steps, width 0.5 / preset"
     for row in rows[1:]:
-        assert row.ours != 0 and row.reference != 0  # fitted: may be negative when noisy
+        assert row.ours != 0 and row.reference != 0  # fitted: the step may be negative if noisy
     whole, step, fixed = rows
     assert whole.ours == pytest.approx(fixed.ours + 3 * step.ours)
     assert whole.reference == pytest.approx(fixed.reference + 3 * step.reference)

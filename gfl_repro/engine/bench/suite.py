@@ -351,7 +351,8 @@ def bench_whole_run(opts: BenchOptions, cfg: Config) -> list[Row]:
     rows = []
     for key, what in (("whole", f"a whole run of {base['total']} steps"), ("step", "a step"),
                       ("fixed", "setup, evaluation and LQE dump")):  # fmt: skip
-        short = ", ".join(f"{n} steps {t:.1f} s" for n, t in sorted(lever["short"].items()))
+        short = ", ".join(f"{n} steps {t:.1f} s (loop {loop:.1f} s)"
+                          for n, (t, loop) in sorted(lever["short"].items()))  # fmt: skip
         note = f"fitted from short runs (ours: {short})" if key == "whole" else ""
         rows.append(Row(9, f"{what}, {name} / preset", lever[key], base[key], note=note))
     return rows
