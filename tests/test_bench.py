@@ -179,5 +179,6 @@ def test_whole_run_item_times_the_preset_and_the_lever(tiny_root, tmp_path):
     for row in rows[1:]:
         assert row.ours != 0 and row.reference != 0  # fitted: the step may be negative if noisy
     whole, step, fixed = rows
+    assert whole.goal == 0.5 and step.goal is None and fixed.goal is None
     assert whole.ours == pytest.approx(fixed.ours + 3 * step.ours)
     assert whole.reference == pytest.approx(fixed.reference + 3 * step.reference)
