@@ -441,6 +441,8 @@ def _add_bench(sub: Subparsers, parents: Parents) -> None:
     p.add_argument("--matmul-size", type=int, default=d.matmul_size, help="item 7")
     p.add_argument("--short-runs", type=int, nargs=2, default=d.short_runs, metavar=("N1", "N2"),
                    help="item 9: steps of the two short runs a run is fitted from")  # fmt: skip
+    p.add_argument("--whole-run-lever", default=d.whole_run_lever, metavar="NAME",
+                   help="item 9: the lever a whole run is timed with (item 8's names)")  # fmt: skip
     p.add_argument("--out", type=Path, default=d.out)
     p.set_defaults(func=_bench)
 

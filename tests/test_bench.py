@@ -111,6 +111,8 @@ def test_options_are_checked():
         BenchOptions(skip=(10,))
     with pytest.raises(ValueError, match="short_runs"):
         BenchOptions(short_runs=(5, 5))
+    with pytest.raises(ValueError, match="no lever 'width 0.3'; the levers: channels_last"):
+        BenchOptions(whole_run_lever="width 0.3")
 
 
 def test_time_calls_interleaves_warms_up_and_draws_inputs_untimed():
@@ -176,6 +178,8 @@ def test_whole_run_item_times_the_preset_and_the_lever(tiny_root, tmp_path):
     rows = suite.bench_whole_run(opts, _tiny())
     assert [row.item for row in rows] == [9, 9, 9]
     assert rows[0].measure == "a whole run of 3 steps, width 0.5 / preset"
+    other = dataclasses.replace(opts, whole_run_lever="size 256 width 0.75", short_runs=(1, 2))
+    assert suite.bench_whole_run(other, _tiny())[0].measure.endswith("size 256 width 0.75 / preset")
     for row in rows[1:]:
         assert row.ours != 0 and row.reference != 0  # fitted: the step may be negative if noisy
     whole, step, fixed = rows

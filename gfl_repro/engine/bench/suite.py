@@ -16,8 +16,8 @@ Items (``skip`` takes their numbers):
   7 achieved GFLOP/s of the R-50-FPN forward against a large float32 matrix product
   8 the speed levers of a preset's training step (the CLI passes mini): each lever's step
     against the preset's own, per image (levers.py)
-  9 a whole run of the preset against one with the mini regime's lever (width x 0.5), each
-    fitted from two short runs on the preset's data (levers.py)
+  9 a whole run of the preset against one with the mini regime's lever (width x 0.5, or another
+    of item 8's that change the experiment), each fitted from two short runs (levers.py)
 
 Legend: B images, S image side in pixels, M gt boxes, P priors over all levels.
 """
@@ -72,11 +72,15 @@ class BenchOptions:
     ann_file: Path = Path("data/mini/annotations/instances_val.json")  # item 6
     matmul_size: int = 2048  # item 7
     short_runs: tuple[int, int] = (10, 40)  # item 9: steps of the two short runs of each config
+    whole_run_lever: str = "width 0.5"  # item 9: the lever (levers.LEVERS) a run is timed with
     out: Path = Path("results/bench.csv")
 
     def __post_init__(self) -> None:
         if min(self.size, self.reps, self.load_batches, self.matmul_size) < 1:
             raise ValueError("bench: size, reps, load_batches and matmul_size must be at least 1")
+        from gfl_repro.engine.bench.levers import lever_named
+
+        lever_named(self.whole_run_lever)  # an unknown name is an error here
         if len(self.short_runs) != 2 or min(self.short_runs) < 1 or len(set(self.short_runs)) < 2:
             raise ValueError("bench: short_runs is two different numbers of steps, each >= 1")
         if min(self.boxes, self.warmup, self.threads) < 0:
@@ -346,7 +350,8 @@ def bench_whole_run(opts: BenchOptions, cfg: Config) -> list[Row]:
     from gfl_repro.engine.bench.levers import bench_whole_run as whole_runs
 
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(opts.data_root)))
-    records = {r["name"]: r for r in whole_runs(cfg, lengths=opts.short_runs)}
+    runs = whole_runs(cfg, opts.whole_run_lever, lengths=opts.short_runs)
+    records = {r["name"]: r for r in runs}
     base = records.pop("preset")
     ((name, lever),) = records.items()
     rows = []
