@@ -29,8 +29,13 @@ def runs(tiny_root, tmp_path_factory):  # noqa: F811
 
 def figures_script():
     """analysis/figures.py, the script (not a package module), loaded as a module."""
-    path = Path(__file__).parents[2] / "analysis" / "figures.py"
-    spec = importlib.util.spec_from_file_location("figures_script", path)
+    return analysis_script("figures")
+
+
+def analysis_script(stem: str):
+    """analysis/<stem>.py, a script (not a package module), loaded as a module."""
+    path = Path(__file__).parents[2] / "analysis" / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(f"{stem}_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,0 +1,57 @@
+"""analysis/regime.py on hand-made run folders: the per-model table, the AP over both models
+with its t-interval, and decision 2's error-profile criterion."""
+
+import json
+
+import pytest
+
+from tests.analysis.conftest import analysis_script
+
+ERRORS = ("cls", "loc", "both", "dupe", "bkg", "miss")
+
+
+def write_run(root, model, seed, ap, dap):
+    folder = root / "mini" / model / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    env = {"preset": "mini", "experiment": f"{model}-0123abcd", "seed": seed}
+    (folder / "env.json").write_text(json.dumps(env))
+    metrics = {m: ap for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    diagnostics = {"AP_agnostic": ap + 0.1, "AP50_agnostic": ap, "AP75_agnostic": ap,
+                   "tide": {"dAP": dict(zip(ERRORS, dap, strict=True))}}  # fmt: skip
+    (folder / "diagnostics.json").write_text(json.dumps(diagnostics))
+
+
+@pytest.fixture
+def candidate(tmp_path):
+    root = tmp_path / "width-0.5"
+    write_run(root, "gflv1", 0, 0.20, (3, 5, 0, 0, 1, 4))
+    write_run(root, "gflv1", 1, 0.22, (3, 5, 0, 0, 1, 4))
+    write_run(root, "gflv2", 0, 0.18, (6, 5, 0, 0, 1, 4))
+    write_run(root, "gflv2", 1, 0.24, (6, 5, 0, 0, 1, 4))
+    return root
+
+
+def test_candidate_table(candidate):
+    regime = analysis_script("regime")
+    runs = regime.candidate_runs(candidate)
+    assert sorted(runs["model"]) == ["gflv1", "gflv1", "gflv2", "gflv2"]
+    # Over both models: seed 0 (20 + 18) / 2 = 19, seed 1 (22 + 24) / 2 = 23.
+    assert regime.both_models(runs).tolist() == pytest.approx([19.0, 23.0])
+    text = regime.candidate_markdown("width-0.5", runs, baseline=23.76)
+    # GFLV1: AP 20, 22 -> 21.00 ± 1.41; loc 5 >= cls 3 and loc is the largest -> met.
+    assert "| gflv1 | 0,1 | 21.00 ± 1.41 |" in text
+    assert "| yes (largest: loc) |" in text
+    # GFLV2: cls 6 > loc 5 -> not met, cls the largest.
+    assert "| no (largest: cls) |" in text
+    # Mean 21, std 2 sqrt 2 = 2.83, t(0.975, 1 df) = 12.706: 21 -+ 12.706 * 2 = [-4.41, 46.41].
+    assert "Mean 21.00 ± 2.83 over 2 seeds, 95 % t-interval [-4.41, 46.41]" in text
+    assert "change from the baseline's 23.76: -2.76 AP." in text
+
+
+def test_command_writes_markdown(candidate, tmp_path):
+    out = tmp_path / "regime.md"
+    regime = analysis_script("regime")
+    assert regime.main([str(candidate), "--baseline", "23.63,23.89", "--out", str(out)]) == 0
+    assert out.read_text().startswith("## width-0.5\n")
