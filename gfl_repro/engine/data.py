@@ -100,7 +100,6 @@ def ensure_dataset(cfg: DataConfig, dist: DistInfo) -> None:
                     mini.generate(cfg.root, cfg.mini_seed, cfg.mini_train, cfg.mini_val,
                                   cfg.mini_size, variant=cfg.mini_variant())  # fmt: skip
         barrier()
-    if cfg.dataset == "mini":
         mini.check_spec(cfg.root, cfg.mini_spec())
     for split in ("train", "val"):
         ann, images = dataset_paths(cfg, split)

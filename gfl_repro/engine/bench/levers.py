@@ -191,13 +191,12 @@ def bench_whole_run(cfg: Config, lever_name: str = WHOLE_RUN_LEVER,
     then extended to the preset's number of steps (its schedule over its training set)."""
     from gfl_repro.engine.data import train_loader
     from gfl_repro.engine.distributed import DistInfo
+    from gfl_repro.engine.train import total_iters
 
     lever = lever_named(lever_name)
     configs = {"preset": cfg, lever.name: changed_config(cfg, lever)}
-    total = len(train_loader(cfg.data, DistInfo(), 0)) * cfg.schedule.epochs
-    if cfg.schedule.max_iters:
-        total = min(total, cfg.schedule.max_iters)
-    times: dict[str, dict[int, float]] = {name: {} for name in configs}
+    total = total_iters(len(train_loader(cfg.data, DistInfo(), 0)), cfg.schedule)
+    times: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in configs}
     with tempfile.TemporaryDirectory(prefix="bench_whole_run_") as root:
         for steps in lengths:
             for name, run_cfg in configs.items():

@@ -35,6 +35,7 @@ from torch import nn
 
 from gfl_repro.build import STRIDES
 from gfl_repro.config import Config
+from gfl_repro.engine.bench import levers
 from gfl_repro.engine.bench.table import format_table, write_csv
 from gfl_repro.engine.bench.timing import gflop, median_times
 from gfl_repro.engine.bench.workloads import (
@@ -71,16 +72,14 @@ class BenchOptions:
     detections: Path = Path("runs/mini/gflv2/seed0/detections.json")  # item 6; else made up
     ann_file: Path = Path("data/mini/annotations/instances_val.json")  # item 6
     matmul_size: int = 2048  # item 7
-    short_runs: tuple[int, int] = (10, 40)  # item 9: steps of the two short runs of each config
-    whole_run_lever: str = "width 0.5"  # item 9: the lever (levers.LEVERS) a run is timed with
+    short_runs: tuple[int, int] = levers.SHORT_RUNS  # item 9: steps of each config's short runs
+    whole_run_lever: str = levers.WHOLE_RUN_LEVER  # item 9: the lever (levers.LEVERS) it times
     out: Path = Path("results/bench.csv")
 
     def __post_init__(self) -> None:
         if min(self.size, self.reps, self.load_batches, self.matmul_size) < 1:
             raise ValueError("bench: size, reps, load_batches and matmul_size must be at least 1")
-        from gfl_repro.engine.bench.levers import lever_named
-
-        lever_named(self.whole_run_lever)  # an unknown name is an error here
+        levers.lever_named(self.whole_run_lever)  # an unknown name is an error here
         if len(self.short_runs) != 2 or min(self.short_runs) < 1 or len(set(self.short_runs)) < 2:
             raise ValueError("bench: short_runs is two different numbers of steps, each >= 1")
         if min(self.boxes, self.warmup, self.threads) < 0:
@@ -334,10 +333,8 @@ def bench_flops(opts: BenchOptions) -> list[Row]:
 
 def bench_regime(opts: BenchOptions, cfg: Config) -> list[Row]:
     """Item 8: each lever of ``cfg``'s training step against the step itself (levers.py)."""
-    from gfl_repro.engine.bench.levers import bench_levers
-
     rows = []
-    for r in bench_levers(cfg, opts.reps, opts.warmup, opts.boxes):
+    for r in levers.bench_levers(cfg, opts.reps, opts.warmup, opts.boxes):
         kind = "same numbers" if r["lever"].same_numbers else "changes the experiment"
         note = f"{r['lever'].changes}; {kind}; first call {r['first_call_s']:.1f} s"
         rows.append(Row(8, f"step with {r['lever'].name} / preset step", r["ours"], r["base"],
@@ -347,18 +344,16 @@ def bench_regime(opts: BenchOptions, cfg: Config) -> list[Row]:
 
 def bench_whole_run(opts: BenchOptions, cfg: Config) -> list[Row]:
     """Item 9: a whole run of ``cfg`` against one with the regime's lever (levers.py)."""
-    from gfl_repro.engine.bench.levers import bench_whole_run as whole_runs
-
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(opts.data_root)))
-    runs = whole_runs(cfg, opts.whole_run_lever, lengths=opts.short_runs)
+    runs = levers.bench_whole_run(cfg, opts.whole_run_lever, lengths=opts.short_runs)
     records = {r["name"]: r for r in runs}
     base = records.pop("preset")
     ((name, lever),) = records.items()
+    short = ", ".join(f"{n} steps {t:.1f} s (loop {loop:.1f} s)"
+                      for n, (t, loop) in sorted(lever["short"].items()))  # fmt: skip
     rows = []
     for key, what in (("whole", f"a whole run of {base['total']} steps"), ("step", "a step"),
                       ("fixed", "setup, evaluation and LQE dump")):  # fmt: skip
-        short = ", ".join(f"{n} steps {t:.1f} s (loop {loop:.1f} s)"
-                          for n, (t, loop) in sorted(lever["short"].items()))  # fmt: skip
         note = f"fitted from short runs (ours: {short})" if key == "whole" else ""
         goal = HALF_RUN if key == "whole" else None
         rows.append(Row(9, f"{what}, {name} / preset", lever[key], base[key], goal=goal, note=note))
