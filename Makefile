@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
 
-.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report \
+.PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report regime \
 	table1 table2 table3 table4 table5 table6 table7 table8
 
 setup: $(STAMP)
@@ -75,6 +75,13 @@ bench: setup
 # FPS, peak memory and the ratios against FCOS and GFLV1 in one process: results/gpu/*.csv.
 gpu-check:
 	tools/gpu_check.sh results/gpu
+
+# One candidate of the mini regime search (docs/differences.md): GFLV1 and GFLV2 at seeds
+# 0 .. SEEDS-1 in runs/regime/CANDIDATE, two at a time; `python -m experiments.regime --help`
+# lists the candidates, analysis/regime.py writes their table.
+regime: setup
+	@test -n "$(CANDIDATE)" || { echo "usage: make regime CANDIDATE=NAME [SEEDS=N]" >&2; exit 2; }
+	$(BIN)/python -m experiments.regime $(CANDIDATE) --seeds $(SEEDS)
 
 # The plan of every table and its cost, without running anything.
 plan: setup
