@@ -3,12 +3,16 @@ and TIDE's dAP50 per error type, mean ± std over seeds; the AP averaged over bo
 with its 95 % t-interval and its change from the baseline's; and decision 2's error-profile
 criterion per model (dAP_loc >= dAP_cls and classification not the largest error type).
 
-python analysis/regime.py CANDIDATE_ROOT [CANDIDATE_ROOT ...] --baseline 23.63,23.89 [--out F.md]
+python analysis/regime.py CANDIDATE_ROOT [CANDIDATE_ROOT ...] --baseline 23.63,23.89
+    [--against REFERENCE_ROOT] [--out F.md]
 
 Each CANDIDATE_ROOT is a runs root (mini/gflv1/seed0/, mini/gflv2/seed0/, ...) named after its
 candidate; a model is its run's folder name (gflv1 or gflv2). A run needs only its small files
 (config.json, env.json, metrics.json, diagnostics.json), as published under
-docs/results/mini/regime/runs/. The difference between GFLV1 and GFLV2 is not computed: no
+docs/results/mini/regime/runs/. With --against, each candidate's AP averaged over both models
+is also held against the reference candidate's, paired by seed (decisions 3 and 4): the
+difference per seed, its mean with a 95 % t-interval, and whether that shows a gain (the interval
+above 0), a loss (below) or neither. The difference between GFLV1 and GFLV2 is not computed: no
 decision of the search uses it.
 """
 
@@ -76,16 +80,37 @@ def candidate_markdown(name: str, runs: pd.DataFrame, baseline: float) -> str:
     return "\n".join(lines) + "\n" + text + "\n"
 
 
+def paired_markdown(name: str, runs: pd.DataFrame, reference: str, ref_runs: pd.DataFrame) -> str:
+    """The candidate's AP averaged over both models minus the reference's, at their common seeds."""
+    diff = (both_models(runs) - both_models(ref_runs)).dropna()
+    per_seed = ", ".join(f"seed {int(s)}: {v:+.2f}" for s, v in diff.items())
+    text = f"\n{name} against {reference}, AP averaged over both models, per seed: {per_seed}. "
+    if len(diff) < 2:
+        return text + "Fewer than 2 common seeds: no interval.\n"
+    mean, std = mean_std(diff)
+    low, high = stats.t.interval(0.95, len(diff) - 1, mean, stats.sem(diff))
+    verdict = "a gain" if low > 0 else "a loss" if high < 0 else "neither a gain nor a loss"
+    return text + (f"Mean {mean:+.2f} ± {std:.2f} over {len(diff)} seeds, 95 % t-interval "
+                   f"[{low:+.2f}, {high:+.2f}]: {verdict}.\n")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("roots", type=Path, nargs="+", metavar="CANDIDATE_ROOT")
     p.add_argument("--baseline", required=True,
                    help="the baseline mean AP of GFLV1 and of GFLV2: A,B")  # fmt: skip
+    p.add_argument("--against", type=Path, default=None, metavar="REFERENCE_ROOT",
+                   help="hold each candidate's AP over both models against this one's")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="Markdown file (default: stdout)")
     args = p.parse_args(argv)
     v1, v2 = (float(x) for x in args.baseline.split(","))
-    parts = [candidate_markdown(root.name, candidate_runs(root), (v1 + v2) / 2)
-             for root in args.roots]  # fmt: skip
+    ref_runs = candidate_runs(args.against) if args.against else None
+    parts = []
+    for root in args.roots:
+        runs = candidate_runs(root)
+        parts.append(candidate_markdown(root.name, runs, (v1 + v2) / 2))
+        if ref_runs is not None and root.resolve() != args.against.resolve():
+            parts[-1] += paired_markdown(root.name, runs, args.against.name, ref_runs)
     text = "\n".join(parts)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,3 +55,40 @@ def test_command_writes_markdown(candidate, tmp_path):
     regime = analysis_script("regime")
     assert regime.main([str(candidate), "--baseline", "23.63,23.89", "--out", str(out)]) == 0
     assert out.read_text().startswith("## width-0.5\n")
+
+
+def test_paired_difference_against_a_reference(tmp_path):
+    """Both-model AP per seed: reference 20, 22, 24; candidate 22, 24.2, 26.4, so the differences
+    are 2.0, 2.2, 2.4: mean 2.2, std 0.2, t(0.975, 2 df) = 4.3027 x 0.2 / sqrt 3 = 0.497, so
+    [1.70, 2.70], a gain. Against itself shifted down, a loss; with spread, neither."""
+    regime = analysis_script("regime")
+    ref, cand = tmp_path / "scale-0.4", tmp_path / "scale-1"
+    for seed, a in enumerate((0.20, 0.22, 0.24)):
+        write_run(ref, "gflv1", seed, a - 0.01, (3, 5, 0, 0, 1, 4))
+        write_run(ref, "gflv2", seed, a + 0.01, (3, 5, 0, 0, 1, 4))
+        gain = 0.02 + 0.002 * seed
+        write_run(cand, "gflv1", seed, a + gain, (3, 5, 0, 0, 1, 4))
+        write_run(cand, "gflv2", seed, a + gain, (3, 5, 0, 0, 1, 4))
+    runs, ref_runs = regime.candidate_runs(cand), regime.candidate_runs(ref)
+    text = regime.paired_markdown("scale-1", runs, "scale-0.4", ref_runs)
+    assert "seed 0: +2.00, seed 1: +2.20, seed 2: +2.40" in text
+    assert "Mean +2.20 ± 0.20 over 3 seeds, 95 % t-interval [+1.70, +2.70]: a gain." in text
+    assert "[-2.70, -1.70]: a loss." in regime.paired_markdown("x", ref_runs, "y", runs)
+    out = tmp_path / "table.md"
+    regime.main(
+        [str(ref), str(cand), "--baseline", "20,20", "--against", str(ref), "--out", str(out)]
+    )
+    written = out.read_text()
+    assert written.count(" against scale-0.4") == 1 and "a gain." in written
+
+
+def test_paired_difference_with_spread_is_neither(tmp_path):
+    """Differences 1, 2, 3: mean 2, std 1, t(0.975, 2 df) x 1 / sqrt 3 = 2.48: [-0.48, +4.48]."""
+    regime = analysis_script("regime")
+    ref, cand = tmp_path / "a", tmp_path / "b"
+    for seed in range(3):
+        for model in ("gflv1", "gflv2"):
+            write_run(ref, model, seed, 0.20, (3, 5, 0, 0, 1, 4))
+            write_run(cand, model, seed, 0.21 + 0.01 * seed, (3, 5, 0, 0, 1, 4))
+    text = regime.paired_markdown("b", regime.candidate_runs(cand), "a", regime.candidate_runs(ref))
+    assert "[-0.48, +4.48]: neither a gain nor a loss." in text
