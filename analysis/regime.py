@@ -1,5 +1,6 @@
-"""The mini regime search (docs/differences.md): per candidate, each model's AP, class-agnostic AP
-and TIDE's dAP50 per error type, mean ± std over seeds; the AP averaged over both models per seed
+"""The mini regime search (docs/differences.md): per candidate, each model's AP, class-agnostic AP,
+class_first (the share of val positives whose gt class ranks first) and TIDE's dAP50 per error
+type, mean ± std over seeds; the AP averaged over both models per seed
 with its 95 % t-interval and its change from the baseline's; and decision 2's error-profile
 criterion per model (dAP_loc >= dAP_cls and classification not the largest error type).
 
@@ -27,8 +28,8 @@ from gfl_repro.analysis.collect import collect_runs
 from gfl_repro.analysis.stats import mean_std
 
 MODELS = ("gflv1", "gflv2")
-COLUMNS = ("AP", "AP50", "AP75", "AP_agnostic", "dAP_cls", "dAP_loc", "dAP_both", "dAP_dupe",
-           "dAP_bkg", "dAP_miss")  # fmt: skip
+COLUMNS = ("AP", "AP50", "AP75", "AP_agnostic", "class_first", "dAP_cls", "dAP_loc", "dAP_both",
+           "dAP_dupe", "dAP_bkg", "dAP_miss")  # fmt: skip
 ERRORS = ("dAP_cls", "dAP_loc", "dAP_both", "dAP_dupe", "dAP_bkg", "dAP_miss")
 
 
@@ -58,8 +59,10 @@ def candidate_markdown(name: str, runs: pd.DataFrame, baseline: float) -> str:
     for model, group in runs.groupby("model"):
         cells = []
         for column in COLUMNS:
-            mean, std = mean_std(group[column])
-            cells.append(f"{mean:.2f}" if len(group) < 2 else f"{mean:.2f} ± {std:.2f}")
+            values = group[column].dropna()  # class_first: runs since metrics.json records it
+            mean, std = mean_std(values) if len(values) else (float("nan"), 0.0)
+            cells.append("–" if values.empty else f"{mean:.2f}" if len(values) < 2 else
+                         f"{mean:.2f} ± {std:.2f}")  # fmt: skip
         met, largest = error_profile(group[list(ERRORS)].mean())
         seeds = ",".join(str(int(s)) for s in sorted(group["seed"]))
         lines.append(f"| {model} | {seeds} | " + " | ".join(cells) +

@@ -21,9 +21,9 @@ DIAGNOSTICS = ("AP_agnostic", "AP50_agnostic", "AP75_agnostic", "dAP_cls", "dAP_
 def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
     """One row per run folder (any folder holding config.json): preset, experiment, seed, run
     path, rows (the table rows it serves, comma-separated), complete, the COCO metrics in percent
-    when the run is complete, the PCC of its LQE dump, the speed columns (Table 8's "Training
-    Hours" and "Inference FPS", Tables 3-6's "FPS") from its bench_model.json, and the
-    diagnostics from its diagnostics.json (NaN without)."""
+    when the run is complete, class_first (metrics.json, in percent), the PCC of its LQE dump,
+    the speed columns (Table 8's "Training Hours" and "Inference FPS", Tables 3-6's "FPS") from
+    its bench_model.json, and the diagnostics from its diagnostics.json (NaN without)."""
     rows = []
     for config in sorted(Path(root).glob(f"**/{RunFolder.CONFIG}")):
         run = RunFolder(config.parent)
@@ -37,13 +37,15 @@ def collect_runs(root: str | Path = "runs") -> pd.DataFrame:
             "complete": bool(metrics),
         }
         row.update({m: 100 * metrics[m] for m in METRICS if m in metrics})
+        # of the val positives, the share whose gt class ranks first (runs since it was recorded)
+        row["class_first"] = 100 * metrics.get("class_first", float("nan"))
         row["PCC"] = _pcc(run)
         row.update(summary_columns(run.read(run.DIAGNOSTICS)))  # gfl-repro diagnose
         bench = run.read(run.BENCH)  # gfl-repro bench-model
         row.update({column: bench.get(key, float("nan")) for column, key in SPEED.items()})
         rows.append(row)
-    columns = ["preset", "experiment", "seed", "run", "rows", "complete", *METRICS, "PCC", *SPEED,
-               *DIAGNOSTICS]  # fmt: skip
+    columns = ["preset", "experiment", "seed", "run", "rows", "complete", *METRICS, "class_first",
+               "PCC", *SPEED, *DIAGNOSTICS]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -49,7 +49,8 @@ def lqe_dump(
 ) -> pd.DataFrame:
     """One row per sample (see the module docstring for the protocols), columns: image_id,
     level, location (prior index within the level, row-major), label (gt class; the detected
-    class for detections), quality (I, NaN without a quality branch), joint (J at the label), iou,
+    class for detections), top_label (the class of highest J at the sample), quality (I, NaN
+    without a quality branch), joint (J at the label), iou,
     top1_mean (top-1 probability averaged over the four sides), and per side s in l, t, r, b:
     top1_s .. top4_s and topk_mean_s (the mean of the four). Distribution columns are NaN for a
     dirac box. The model is frozen and put in eval mode."""
@@ -137,6 +138,7 @@ def _columns(
         "label": labels,
         "quality": out.quality[b, p] if out.quality is not None else nan,
         "joint": out.scores[b, p, labels],
+        "top_label": out.scores[b, p].argmax(dim=-1),
         "iou": iou,
     }
     cols.update(_topk_columns(head, out.reg[b, p], nan))
@@ -171,10 +173,14 @@ def _pcc(x, y) -> float:
 
 def lqe_summary(frame: pd.DataFrame) -> dict[str, float]:
     """The LQE of a dump in a few numbers: the PCC of the joint score J and of the quality I
-    with the IoU, and the mean and std of I, J and the IoU over its samples (NaN where a column
-    is NaN, e.g. I without a quality branch)."""
+    with the IoU, the mean and std of I, J and the IoU over its samples (NaN where a column is
+    NaN, e.g. I without a quality branch), and class_first: the share of samples whose label
+    has the highest J of all classes (of val positives: how often the gt class ranks first; NaN
+    for a dump written before top_label was)."""
     out = {"samples": len(frame), "pcc_joint": _pcc(frame["joint"], frame["iou"]),
            "pcc_quality": _pcc(frame["quality"], frame["iou"])}  # fmt: skip
+    first = frame["top_label"] == frame["label"] if "top_label" in frame else []
+    out["class_first"] = float(np.mean(first)) if len(first) else float("nan")
     for col in ("quality", "joint", "iou"):
         values = frame[col].to_numpy(dtype=np.float64)  # (S,)
         out[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")

@@ -10,13 +10,15 @@ from tests.analysis.conftest import analysis_script
 ERRORS = ("cls", "loc", "both", "dupe", "bkg", "miss")
 
 
-def write_run(root, model, seed, ap, dap):
+def write_run(root, model, seed, ap, dap, class_first=None):
     folder = root / "mini" / model / f"seed{seed}"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     env = {"preset": "mini", "experiment": f"{model}-0123abcd", "seed": seed}
     (folder / "env.json").write_text(json.dumps(env))
     metrics = {m: ap for m in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    if class_first is not None:
+        metrics["class_first"] = class_first
     (folder / "metrics.json").write_text(json.dumps(metrics))
     diagnostics = {"AP_agnostic": ap + 0.1, "AP50_agnostic": ap, "AP75_agnostic": ap,
                    "tide": {"dAP": dict(zip(ERRORS, dap, strict=True))}}  # fmt: skip
@@ -26,8 +28,8 @@ def write_run(root, model, seed, ap, dap):
 @pytest.fixture
 def candidate(tmp_path):
     root = tmp_path / "width-0.5"
-    write_run(root, "gflv1", 0, 0.20, (3, 5, 0, 0, 1, 4))
-    write_run(root, "gflv1", 1, 0.22, (3, 5, 0, 0, 1, 4))
+    write_run(root, "gflv1", 0, 0.20, (3, 5, 0, 0, 1, 4), class_first=0.4)
+    write_run(root, "gflv1", 1, 0.22, (3, 5, 0, 0, 1, 4), class_first=0.5)
     write_run(root, "gflv2", 0, 0.18, (6, 5, 0, 0, 1, 4))
     write_run(root, "gflv2", 1, 0.24, (6, 5, 0, 0, 1, 4))
     return root
@@ -45,6 +47,9 @@ def test_candidate_table(candidate):
     assert "| yes (largest: loc) |" in text
     # GFLV2: cls 6 > loc 5 -> not met, cls the largest.
     assert "| no (largest: cls) |" in text
+    # class_first: GFLV1 40 and 50 % -> 45.00 ± 7.07; GFLV2's runs predate it -> a dash.
+    gflv1, gflv2 = (line.split(" | ") for line in text.splitlines() if line.startswith("| gflv"))
+    assert gflv1[6] == "45.00 ± 7.07" and gflv2[6] == "–"
     # Mean 21, std 2 sqrt 2 = 2.83, t(0.975, 1 df) = 12.706: 21 -+ 12.706 * 2 = [-4.41, 46.41].
     assert "Mean 21.00 ± 2.83 over 2 seeds, 95 % t-interval [-4.41, 46.41]" in text
     assert "change from the baseline's 23.76: -2.76 AP." in text

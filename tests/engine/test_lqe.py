@@ -6,6 +6,7 @@ Legend: B images, P priors over all levels, C classes, n = reg_max, M gt boxes.
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from gfl_repro.build import build_model
 from gfl_repro.engine.checkpoint import latest_checkpoint, load_checkpoint
 from gfl_repro.engine.data import val_loader
 from gfl_repro.engine.distributed import DistInfo
-from gfl_repro.engine.lqe import load_lqe, lqe_dump, save_lqe
+from gfl_repro.engine.lqe import load_lqe, lqe_dump, lqe_summary, save_lqe
 from gfl_repro.engine.train import train_run
 from gfl_repro.models.postprocess import InferenceConfig
 from gfl_repro.models.targets import batch_targets
@@ -116,6 +117,23 @@ def test_joint_is_cls_times_quality_at_the_gt_class(dumped):
         else:
             assert np.isnan(row.quality)
             assert row.joint == pytest.approx(cls, rel=1e-5)
+
+
+def test_top_label_is_the_class_of_highest_classification_logit(dumped):
+    """J = sigmoid(logit) x I with one I per prior, so the class J ranks first is the class of
+    the highest gfl_cls logit at that prior, in GFLV1 and GFLV2 alike."""
+    df = dumped["df"]
+    for row in df.iloc[:: max(1, len(df) // 12)].itertuples():
+        k, i = _locate(dumped, int(row.image_id))
+        logits = dumped["logits"][k][row.level][i].flatten(1)[:, row.location]  # (C,)
+        assert row.top_label == int(np.argmax(logits.numpy()))
+
+
+def test_class_first_is_the_share_of_samples_whose_label_ranks_first():
+    frame = pd.DataFrame({"label": [0, 1, 2, 3], "top_label": [0, 1, 0, 0], "joint": [0.5] * 4,
+                          "quality": [0.5] * 4, "iou": [0.1, 0.2, 0.3, 0.4]})  # fmt: skip
+    assert lqe_summary(frame)["class_first"] == 0.5
+    assert np.isnan(lqe_summary(frame.drop(columns="top_label"))["class_first"])
 
 
 def test_topk_columns_are_sorted_side_statistics(dumped):

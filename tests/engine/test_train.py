@@ -162,6 +162,8 @@ def test_a_run_is_complete_only_when_its_metrics_file_exists(tiny_root, tmp_path
     assert saved["AP"] == metrics["AP"] and 0 <= saved["AP"] <= 1
     parts = [saved["train_seconds"], saved["lqe_seconds"], saved["eval_seconds"]]
     assert min(parts) > 0 and sum(parts) <= wall
+    dump = load_lqe(run)  # the gt class ranks first at this share of the val positives
+    assert saved["class_first"] == pytest.approx((dump["top_label"] == dump["label"]).mean())
     assert torch.load(run / "iter_3.pth", weights_only=False)["train_seconds"] > 0
     assert recorded_seconds(run) == pytest.approx(sum(parts))  # one process
     (run / "metrics.json").unlink()  # e.g. killed during evaluation
