@@ -179,3 +179,12 @@ def test_dirac_box_gives_nan_distribution_columns(tiny_root):  # noqa: F811
 def test_unknown_protocol_is_an_error(dumped):
     with pytest.raises(ValueError, match="protocol"):
         lqe_dump(dumped["model"], [], protocol="all")
+
+
+def test_lqe_command_prints_the_pcc_and_how_often_the_gt_class_ranks_first(dumped, capsys):
+    from gfl_repro.cli import main
+
+    assert main(["lqe", str(dumped["run"])]) == 0
+    frame = load_lqe(dumped["run"])  # written again by the command, from the last checkpoint
+    share = 100 * (frame["top_label"] == frame["label"]).mean()
+    assert f"gt class first at {share:.1f} % of them" in capsys.readouterr().out
