@@ -35,6 +35,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "width-0.5-colour-0.5": WIDTH_05 + ("data.root=data/mini-c05", "data.mini_class_colour=0.5"),
     "width-0.5-colour-1.0": WIDTH_05 + ("data.root=data/mini-c10", "data.mini_class_colour=1.0"),
     "width-0.5-six-classes": WIDTH_05 + ("data.root=data/mini-six",) + SIX_CLASSES,
+    # Decision 3 (decision 2 kept today's generator): the recipe's object sizes.
+    "width-0.5-scale-1": WIDTH_05 + ("model.object_scale=1",),
 }
 
 
