@@ -60,9 +60,11 @@ def candidate_markdown(name: str, runs: pd.DataFrame, baseline: float) -> str:
         cells = []
         for column in COLUMNS:
             values = group[column].dropna()  # class_first: runs since metrics.json records it
-            mean, std = mean_std(values) if len(values) else (float("nan"), 0.0)
-            cells.append("–" if values.empty else f"{mean:.2f}" if len(values) < 2 else
-                         f"{mean:.2f} ± {std:.2f}")  # fmt: skip
+            if values.empty:
+                cells.append("–")
+                continue
+            mean, std = mean_std(values)
+            cells.append(f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}")
         met, largest = error_profile(group[list(ERRORS)].mean())
         seeds = ",".join(str(int(s)) for s in sorted(group["seed"]))
         lines.append(f"| {model} | {seeds} | " + " | ".join(cells) +

@@ -41,8 +41,11 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 
 
 def data_overrides(overrides: tuple[str, ...]) -> list[str]:
-    """The overrides that define the generated images (data.* and the class count)."""
-    return [o for o in overrides if o.startswith(("data.mini_", "data.root="))]
+    """The overrides that define the generated images (data.* and the class count, which
+    data.mini_classes must match when the config is built)."""
+    return [
+        o for o in overrides if o.startswith(("data.mini_", "data.root=", "model.num_classes="))
+    ]
 
 
 def data_root(overrides: tuple[str, ...]) -> str | None:
@@ -65,9 +68,7 @@ def commands(candidate: str, seeds: int, runs: Path) -> tuple[list[str] | None, 
     root = data_root(overrides)
     generate = None
     if root is not None:
-        extra = set_args(o for o in overrides if o.startswith("model.num_classes="))
-        generate = [*cli, "data", "mini", "--out", root, *set_args(data_overrides(overrides)),
-                    *extra]  # fmt: skip
+        generate = [*cli, "data", "mini", "--out", root, *set_args(data_overrides(overrides))]
     trains = [
         [*cli, "train", model, "--preset", "mini", "--seed", str(seed), "--resume", "auto",
          "--work-dir", str(runs / candidate / "mini" / model / f"seed{seed}"), *set_args(overrides)]

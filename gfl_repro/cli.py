@@ -161,12 +161,12 @@ def _table(args: argparse.Namespace) -> int:
 
 def _lqe(args: argparse.Namespace) -> int:
     from gfl_repro.analysis.stats import bootstrap_ci
-    from gfl_repro.engine.lqe import load_lqe, lqe_summary, run_lqe
+    from gfl_repro.engine.lqe import class_first, load_lqe, run_lqe
 
     path = run_lqe(args.run_dir, args.protocol)
     frame = load_lqe(path.parent, path.stem)
     pcc = bootstrap_ci(frame["joint"].to_numpy(), frame["iou"].to_numpy(), n=200)
-    first = lqe_summary(frame)["class_first"]
+    first = class_first(frame)
     print(f"{path}: {len(frame)} rows; PCC(J, IoU) {pcc.value:.3f} [{pcc.low:.3f}, {pcc.high:.3f}]"
           + (f"; gt class first at {100 * first:.1f} % of them" if args.protocol == "positives"
              else ""))  # fmt: skip

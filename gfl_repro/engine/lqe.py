@@ -171,16 +171,22 @@ def _pcc(x, y) -> float:
         return float(np.corrcoef(x, y)[0, 1])
 
 
+def class_first(frame: pd.DataFrame) -> float:
+    """The share of samples whose label has the highest J of all classes (NaN for no sample or
+    a dump written before top_label was)."""
+    if "top_label" not in frame or frame.empty:
+        return float("nan")
+    return float((frame["top_label"] == frame["label"]).mean())
+
+
 def lqe_summary(frame: pd.DataFrame) -> dict[str, float]:
     """The LQE of a dump in a few numbers: the PCC of the joint score J and of the quality I
     with the IoU, the mean and std of I, J and the IoU over its samples (NaN where a column is
-    NaN, e.g. I without a quality branch), and class_first: the share of samples whose label
-    has the highest J of all classes (of val positives: how often the gt class ranks first; NaN
-    for a dump written before top_label was)."""
+    NaN, e.g. I without a quality branch), and class_first (of val positives: how often the gt
+    class ranks first)."""
     out = {"samples": len(frame), "pcc_joint": _pcc(frame["joint"], frame["iou"]),
            "pcc_quality": _pcc(frame["quality"], frame["iou"])}  # fmt: skip
-    first = frame["top_label"] == frame["label"] if "top_label" in frame else []
-    out["class_first"] = float(np.mean(first)) if len(first) else float("nan")
+    out["class_first"] = class_first(frame)
     for col in ("quality", "joint", "iou"):
         values = frame[col].to_numpy(dtype=np.float64)  # (S,)
         out[f"{col}_mean"] = float(values.mean()) if len(values) else float("nan")

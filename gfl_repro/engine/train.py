@@ -27,7 +27,7 @@ from gfl_repro.engine.data import check_val_set, ensure_dataset, train_loader, v
 from gfl_repro.engine.distributed import DistInfo, init_distributed
 from gfl_repro.engine.inference import evaluate_run
 from gfl_repro.engine.logger import MetricsLogger, setup_logging
-from gfl_repro.engine.lqe import lqe_dump, lqe_summary, save_lqe
+from gfl_repro.engine.lqe import class_first, lqe_dump, lqe_summary, save_lqe
 from gfl_repro.engine.runs import RunFolder, check_same_config, is_complete, write_run_files
 from gfl_repro.models.heads.gfl import GFLHead
 
@@ -255,7 +255,7 @@ class Trainer:
     def dump_lqe(self) -> dict:
         """lqe.npz (or lqe_detections.npz) in the run folder: the LQE analysis reads it.
         Returns what metrics.json records of it: lqe_seconds (0 where the run dumps nothing)
-        and, of a dump of the val positives, class_first (lqe_summary)."""
+        and, of a dump of the val positives, class_first."""
         protocol = self.cfg.runtime.lqe
         if protocol == "none" or not self.dist.is_main or not isinstance(self.model.head, GFLHead):
             return {"lqe_seconds": 0.0}
@@ -266,7 +266,7 @@ class Trainer:
         self.model.train()
         record = {"lqe_seconds": round(time.perf_counter() - tic, 2)}
         if protocol == "positives":
-            record["class_first"] = lqe_summary(frame)["class_first"]
+            record["class_first"] = class_first(frame)
         return record
 
     def evaluate(self, final: bool = True, record: dict | None = None) -> dict | None:
