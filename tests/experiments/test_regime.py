@@ -16,8 +16,12 @@ PUBLISHED = Path(__file__).parents[2] / "docs/results/mini/regime/runs"
 
 @pytest.mark.parametrize("candidate", sorted(CANDIDATES))
 def test_every_candidate_builds_a_config_for_both_models(candidate):
+    """Each candidate differs from the preset, and its own data root (if any) is the config's."""
     for model in ("gflv1", "gflv2"):
-        resolve(model, "mini", list(CANDIDATES[candidate]))
+        cfg = resolve(model, "mini", list(CANDIDATES[candidate]))
+        assert to_dict(cfg) != to_dict(resolve(model, "mini", []))
+        assert cfg.data.root == (data_root(CANDIDATES[candidate]) or "data/mini")
+        assert cfg.model.num_classes == len(cfg.data.mini_classes)
 
 
 def test_width_half_is_every_channel_count_halved():
