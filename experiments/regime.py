@@ -37,6 +37,9 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "width-0.5-six-classes": WIDTH_05 + ("data.root=data/mini-six",) + SIX_CLASSES,
     # Decision 3 (decision 2 kept today's generator): the recipe's object sizes.
     "width-0.5-scale-1": WIDTH_05 + ("model.object_scale=1",),
+    # Decision 4 (decision 3 kept object_scale 1): half and twice 0.16 per 16 images.
+    "width-0.5-scale-1-lr-0.08": WIDTH_05 + ("model.object_scale=1", "schedule.lr=0.08"),
+    "width-0.5-scale-1-lr-0.32": WIDTH_05 + ("model.object_scale=1", "schedule.lr=0.32"),
 }
 
 
