@@ -20,6 +20,13 @@ from pathlib import Path
 
 MODELS = ("gflv1", "gflv2")
 
+# The regime the search started from (the mini preset of commit a506073), pinned so that every
+# candidate reproduces its published runs whatever the preset becomes once the search is done.
+# Each candidate's overrides apply on top of these.
+SEARCH_BASE = ("model.mini_widths=16,32,64,128,256", "model.fpn_channels=64",
+               "model.head.feat_channels=64", "model.object_scale=0.4", "schedule.lr=0.16",
+               "schedule.epochs=6", "schedule.steps=4,5")  # fmt: skip
+
 # Decision 1's levers (every channel count x 0.5; image side 224 with every channel count x 0.75).
 WIDTH_05 = ("model.mini_widths=8,16,32,64,128", "model.fpn_channels=32",
             "model.head.feat_channels=32")  # fmt: skip
@@ -28,6 +35,9 @@ SIDE_224_WIDTH_075 = ("model.mini_widths=16,24,48,96,192", "model.fpn_channels=4
                       "data.test_scale=224,224")  # fmt: skip
 # Decision 2's generator variants, in the order of its screen, at decision 1's width.
 SIX_CLASSES = ("data.mini_classes=circle,square,triangle,star,ring,arrow", "model.num_classes=6")
+SCALE_1 = ("model.object_scale=1",)
+TWELVE_EPOCHS = ("schedule.epochs=12", "schedule.steps=10,11", "runtime.eval_every_epoch=true",
+                 "runtime.lqe_every_epoch=true")  # fmt: skip
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "width-0.5": WIDTH_05,
@@ -36,11 +46,18 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "width-0.5-colour-1.0": WIDTH_05 + ("data.root=data/mini-c10", "data.mini_class_colour=1.0"),
     "width-0.5-six-classes": WIDTH_05 + ("data.root=data/mini-six",) + SIX_CLASSES,
     # Decision 3 (decision 2 kept today's generator): the recipe's object sizes.
-    "width-0.5-scale-1": WIDTH_05 + ("model.object_scale=1",),
+    "width-0.5-scale-1": WIDTH_05 + SCALE_1,
     # Decision 4 (decision 3 kept object_scale 1): half and twice 0.16 per 16 images.
-    "width-0.5-scale-1-lr-0.08": WIDTH_05 + ("model.object_scale=1", "schedule.lr=0.08"),
-    "width-0.5-scale-1-lr-0.32": WIDTH_05 + ("model.object_scale=1", "schedule.lr=0.32"),
+    "width-0.5-scale-1-lr-0.08": WIDTH_05 + SCALE_1 + ("schedule.lr=0.08",),
+    "width-0.5-scale-1-lr-0.32": WIDTH_05 + SCALE_1 + ("schedule.lr=0.32",),
+    # Decision 5's reference: 12 epochs (drops after 10 and 11), val AP and LQE every epoch.
+    "width-0.5-scale-1-12-epochs": WIDTH_05 + SCALE_1 + TWELVE_EPOCHS,
 }
+
+
+def candidate_overrides(candidate: str) -> tuple[str, ...]:
+    """The candidate's overrides on the mini preset: the search's base, then its own."""
+    return SEARCH_BASE + CANDIDATES[candidate]
 
 
 def data_overrides(overrides: tuple[str, ...]) -> list[str]:
@@ -66,15 +83,16 @@ def commands(candidate: str, seeds: int, runs: Path) -> tuple[list[str] | None, 
     per model and seed, seed-major so that both models of a seed finish together."""
     if candidate not in CANDIDATES:
         raise SystemExit(f"unknown candidate {candidate!r}; known: {', '.join(CANDIDATES)}")
-    overrides = CANDIDATES[candidate]
     cli = [sys.executable, "-m", "gfl_repro.cli"]
-    root = data_root(overrides)
+    root = data_root(CANDIDATES[candidate])
     generate = None
     if root is not None:
-        generate = [*cli, "data", "mini", "--out", root, *set_args(data_overrides(overrides))]
+        generate = [*cli, "data", "mini", "--out", root,
+                    *set_args(data_overrides(CANDIDATES[candidate]))]  # fmt: skip
     trains = [
         [*cli, "train", model, "--preset", "mini", "--seed", str(seed), "--resume", "auto",
-         "--work-dir", str(runs / candidate / "mini" / model / f"seed{seed}"), *set_args(overrides)]
+         "--work-dir", str(runs / candidate / "mini" / model / f"seed{seed}"),
+         *set_args(candidate_overrides(candidate))]
         for seed in range(seeds) for model in MODELS
     ]  # fmt: skip
     return generate, trains

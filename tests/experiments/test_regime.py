@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.regime import CANDIDATES, commands, data_root, main
+from experiments.regime import (
+    CANDIDATES,
+    SEARCH_BASE,
+    candidate_overrides,
+    commands,
+    data_root,
+    main,
+)
 from experiments.registry import resolve
 from gfl_repro.config import to_dict
 
@@ -16,17 +23,18 @@ PUBLISHED = Path(__file__).parents[2] / "docs/results/mini/regime/runs"
 
 @pytest.mark.parametrize("candidate", sorted(CANDIDATES))
 def test_every_candidate_builds_a_config_for_both_models(candidate):
-    """Each candidate differs from the preset, and its own data root (if any) is the config's."""
+    """Each candidate differs from the search's base, and its own data root (if any) is the
+    config's."""
     for model in ("gflv1", "gflv2"):
-        cfg = resolve(model, "mini", list(CANDIDATES[candidate]))
-        assert to_dict(cfg) != to_dict(resolve(model, "mini", []))
+        cfg = resolve(model, "mini", list(candidate_overrides(candidate)))
+        assert to_dict(cfg) != to_dict(resolve(model, "mini", list(SEARCH_BASE)))
         assert cfg.data.root == (data_root(CANDIDATES[candidate]) or "data/mini")
         assert cfg.model.num_classes == len(cfg.data.mini_classes)
 
 
 def test_width_half_is_every_channel_count_halved():
-    cfg = resolve("gflv2", "mini", list(CANDIDATES["width-0.5"]))
-    preset = resolve("gflv2", "mini", [])
+    cfg = resolve("gflv2", "mini", list(candidate_overrides("width-0.5")))
+    preset = resolve("gflv2", "mini", list(SEARCH_BASE))
     assert cfg.model.mini_widths == tuple(w // 2 for w in preset.model.mini_widths)
     assert cfg.model.fpn_channels == preset.model.fpn_channels // 2
     assert cfg.model.head.feat_channels == preset.model.head.feat_channels // 2
@@ -42,7 +50,7 @@ def test_published_runs_are_their_candidates_overrides(run):
     runtime differs: seed 0 also logged every epoch's val AP and LQE)."""
     candidate, model = run.parents[2].name, run.parent.name
     recorded = json.loads((run / "config.json").read_text())
-    built = to_dict(resolve(model, "mini", list(CANDIDATES[candidate])))
+    built = to_dict(resolve(model, "mini", list(candidate_overrides(candidate))))
     for part in ("model", "data", "schedule"):
         assert built[part] == recorded[part], part
 
@@ -58,6 +66,16 @@ def test_commands_generate_a_variant_once_and_train_both_models_per_seed(tmp_pat
     ]  # fmt: skip
     assert commands("width-0.5", 1, tmp_path)[0] is None
     assert data_root(CANDIDATES["width-0.5-colour-0.5"]) == "data/mini-c05"
+
+
+def test_the_search_base_is_the_regime_it_started_from():
+    """Today's preset with the base's overrides is the mini regime of a506073: widths 16-256,
+    64-channel FPN and head, object_scale 0.4, 0.16 per 16 images, 6 epochs, drops after 4 and 5."""
+    cfg = resolve("gflv2", "mini", list(SEARCH_BASE))
+    assert cfg.model.mini_widths == (16, 32, 64, 128, 256)
+    assert (cfg.model.fpn_channels, cfg.model.head.feat_channels) == (64, 64)
+    assert cfg.model.object_scale == 0.4
+    assert (cfg.schedule.lr, cfg.schedule.epochs, cfg.schedule.steps) == (0.16, 6, (4, 5))
 
 
 def test_unknown_candidate_names_the_known_ones(capsys):
