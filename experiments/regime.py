@@ -52,6 +52,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "width-0.5-scale-1-lr-0.32": WIDTH_05 + SCALE_1 + ("schedule.lr=0.32",),
     # Decision 5's reference: 12 epochs (drops after 10 and 11), val AP and LQE every epoch.
     "width-0.5-scale-1-12-epochs": WIDTH_05 + SCALE_1 + TWELVE_EPOCHS,
+    # Decision 5's longer candidate (the shorter, 6 epochs, is width-0.5-scale-1).
+    "width-0.5-scale-1-8-epochs": WIDTH_05 + SCALE_1 + ("schedule.epochs=8", "schedule.steps=6,7"),
 }
 
 
