@@ -130,7 +130,12 @@ def test_format_table_aligns_left_two_spaces_apart():
 
 
 def test_width_levers_scale_every_channel_count_to_its_groups():
-    cfg = mini().model  # widths 16-256 (backbone GN of 8 groups), FPN and head 64 (16 groups)
+    # the search's base: widths 16-256 (backbone GN of 8 groups), FPN and head 64 (16 groups)
+    cfg = mini().model
+    cfg = dataclasses.replace(
+        cfg, mini_widths=(16, 32, 64, 128, 256), fpn_channels=64,
+        head=dataclasses.replace(cfg.head, feat_channels=64),
+    )  # fmt: skip
     half = levers.scaled_model(cfg, 0.5)
     assert half.mini_widths == (8, 16, 32, 64, 128)
     assert half.fpn_channels == 32 and half.head.feat_channels == 32

@@ -57,8 +57,8 @@ def test_each_numeric_range_is_checked_with_the_bad_value_named(key):
         ),  # fmt: skip
         (["model.dcn=true"], "the mini backbone has no deformable convs"),
         (["model.pretrained=imagenet"], "no pretrained weights"),
-        (["model.head.gn_groups=5"], "must divide model.head.feat_channels=64"),
-        (["schedule.steps=4,7"], "a step after schedule.epochs=6"),
+        (["model.head.gn_groups=5"], "must divide model.head.feat_channels=32"),
+        (["schedule.steps=4,9"], "a step after schedule.epochs=8"),
         (["data.mini_classes=ring,star,arrow"], "model.num_classes=12 but data.mini_classes has 3"),
         (["data.mini_classes=ring,blob", "model.num_classes=2"], "data.mini_classes: classes"),
     ],

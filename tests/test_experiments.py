@@ -65,22 +65,18 @@ def test_rows_equal_to_the_default_resolve_to_the_same_config():
     assert resolve("t2_k0", "mini") == resolve("gflv1", "mini")
 
 
-def test_retinanet_and_foveabox_rows_differ_at_mini_only():
-    baselines, transplants = (
-        ("t5_retinanet", "t5_foveabox"),
-        ("t5_retinanet_gflv2", "t5_foveabox_gflv2"),
-    )
-    assert resolve("gflv2", "mini").model.object_scale == 0.4  # the mini preset's own
-    for name in baselines + transplants:
+def test_retinanet_and_foveabox_baselines_differ_at_mini_only():
+    """At mini the two baselines' towers get GroupNorm; every row keeps the preset's geometry,
+    the recipe's (object_scale 1), at both scales."""
+    baselines = ("t5_retinanet", "t5_foveabox")
+    assert resolve("gflv2", "mini").model.object_scale == 1.0
+    for name in baselines:
         mini, coco = resolve(name, "mini").model, resolve(name, "coco-1x").model
-        assert (mini.object_scale, coco.object_scale) == (1.0, 1.0)  # COCO's geometry at both
-        gn = "gn" if name in baselines else "none"
-        assert (mini.head.plain_tower_norm, coco.head.plain_tower_norm) == (gn, "none")
-        assert "at mini: model.object_scale=1" in EXPERIMENTS[name].describe()
-    # every other row is untouched
-    others = [n for n in EXPERIMENTS if n not in baselines + transplants]
+        assert (mini.head.plain_tower_norm, coco.head.plain_tower_norm) == ("gn", "none")
+        assert "at mini: model.head.plain_tower_norm=gn" in EXPERIMENTS[name].describe()
+    others = [n for n in EXPERIMENTS if n not in baselines]
     assert all(resolve(n, "mini").model.head.plain_tower_norm == "none" for n in others)
-    assert all(resolve(n, "mini").model.object_scale == 0.4 for n in others)
+    assert all(resolve(n, "mini").model.object_scale == 1.0 for n in EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", ["t5_retinanet_gflv2", "t5_foveabox_gflv2", "t5_fcos_gflv2",

@@ -1,5 +1,6 @@
-"""Positives per pyramid level with the mini preset's geometry (object_scale 0.4: GFL anchors
-25.6 * 2**l px on P3..P7), on hand-placed boxes whose levels are worked out in the comments."""
+"""Positives per pyramid level with the mini preset's geometry (the recipe's, object_scale 1: GFL
+anchors 64 * 2**l px on P3..P7) and a scaled one (object_scale 0.4: 25.6 * 2**l px), on
+hand-placed boxes whose levels are worked out in the comments."""
 
 import dataclasses
 import json
@@ -9,7 +10,7 @@ from gfl_repro.build import build_model
 from gfl_repro.engine.levels import format_levels, positives_per_level
 
 
-def _config(tmp_path, boxes):
+def _config(tmp_path, boxes, object_scale=None):
     images = [{"id": i + 1, "width": 320, "height": 320, "file_name": f"{i}.jpg"}
               for i in range(len(boxes))]  # fmt: skip
     anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": b, "area": b[2] * b[3],
@@ -23,24 +24,39 @@ def _config(tmp_path, boxes):
         cfg.data, dataset="custom", root=str(tmp_path), train_ann="annotations/train.json",
         train_images="images",
     )  # fmt: skip
-    return dataclasses.replace(cfg, data=data)
+    model = cfg.model
+    if object_scale is not None:
+        model = dataclasses.replace(model, object_scale=object_scale)
+    return dataclasses.replace(cfg, data=data, model=model)
 
 
-def test_mini_geometry_scales_the_anchors():
-    assert build_model(preset("mini").model).anchor_scale == 8.0 * 0.4
+def test_mini_geometry_is_the_recipes():
+    assert build_model(preset("mini").model).anchor_scale == 8.0
 
 
-def test_largest_object_reaches_p7_and_smallest_stays_on_p3(tmp_path):
+def test_recipe_geometry_puts_the_largest_object_on_p5(tmp_path):
+    # A 300 px box [10, 310]^2: P5's 256 px anchor centred at (144, 144) lies inside it, IoU
+    # 256^2 / 300^2 = 0.73; P6's best (512 px at (160, 160)) has 300^2 / 512^2 = 0.34, P7's
+    # 300^2 / 1024^2 = 0.09, P4's <= 128^2 / 300^2 = 0.18, P3's <= 0.05. ATSS's threshold (mean +
+    # std of the 45 candidates' IoUs) lies above 0.34, so only P5's anchors are positives: on
+    # 320-px images P6 and P7 get none, as on COCO's small images.
+    stats = positives_per_level(_config(tmp_path, [[10.0, 10.0, 300.0, 300.0]]))
+    assert stats["positives"]["P5"] >= 1
+    assert stats["positives"]["P5"] == sum(stats["positives"].values())
+    assert stats["gt_without_positive"] == 0
+
+
+def test_scaled_geometry_lets_the_largest_object_reach_p7(tmp_path):
     # A 300 px box centred in the image: the P7 anchor at (128, 128), side 409.6, holds it with
     # IoU 300^2 / 409.6^2 = 0.54, above ATSS's mean + std of its 45 candidates (about 0.37; the
     # 9 on P3..P5 have IoU 0.007, 0.03, 0.12). A 12 px box: only P3's 25.6 px anchors reach a
     # useful IoU (0.22; P4 0.05).
-    cfg = _config(tmp_path, [[10.0, 10.0, 300.0, 300.0], [100.0, 100.0, 12.0, 12.0]])
+    cfg = _config(tmp_path, [[10.0, 10.0, 300.0, 300.0], [100.0, 100.0, 12.0, 12.0]], 0.4)
     stats = positives_per_level(cfg)
     assert stats["images"] == 2 and stats["gt_boxes"] == 2
     assert stats["positives"]["P7"] >= 1
     assert stats["gt_without_positive"] == 0
-    small = positives_per_level(_config(tmp_path / "s", [[100.0, 100.0, 12.0, 12.0]]))
+    small = positives_per_level(_config(tmp_path / "s", [[100.0, 100.0, 12.0, 12.0]], 0.4))
     assert small["positives"]["P3"] >= 1
     assert sum(small["positives"].values()) == small["positives"]["P3"]
     assert "P7" in format_levels(stats)
