@@ -36,6 +36,8 @@ ERRORS = ("dAP_cls", "dAP_loc", "dAP_both", "dAP_dupe", "dAP_bkg", "dAP_miss")
 def candidate_runs(root: Path) -> pd.DataFrame:
     """The complete runs under ``root``, one row each, with its model (the folder's name)."""
     runs = collect_runs(root)
+    if runs.empty:
+        raise SystemExit(f"{root}: no run folder under it (mini/gflv1/seed0/config.json, ...)")
     runs = runs[runs["complete"]].copy()
     runs["model"] = [Path(run).parent.name for run in runs["run"]]
     return runs[runs["model"].isin(MODELS)]

@@ -62,6 +62,12 @@ def test_command_writes_markdown(candidate, tmp_path):
     assert out.read_text().startswith("## width-0.5\n")
 
 
+def test_a_root_without_runs_is_named_in_the_error(tmp_path):
+    regime = analysis_script("regime")
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'nowhere'}: no run folder"):
+        regime.main([str(tmp_path / "nowhere"), "--baseline", "23.63,23.89"])
+
+
 def test_paired_difference_against_a_reference(tmp_path):
     """Both-model AP per seed: reference 20, 22, 24; candidate 22, 24.2, 26.4, so the differences
     are 2.0, 2.2, 2.4: mean 2.2, std 0.2, t(0.975, 2 df) = 4.3027 x 0.2 / sqrt 3 = 0.497, so
