@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -26,7 +25,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from gfl_repro.analysis.plots import log_lines  # noqa: E402
-from gfl_repro.engine.train import Schedule  # noqa: E402
+from gfl_repro.config import Config  # noqa: E402
+from gfl_repro.engine.runs import load_run_config  # noqa: E402
+from gfl_repro.engine.train import Schedule, scaled_lr, total_iters  # noqa: E402
 
 MODELS = ("gflv1", "gflv2")
 
@@ -35,24 +36,21 @@ def run_dir(root: Path, model: str, seed: int) -> Path:
     return root / "mini" / model / f"seed{seed}"
 
 
-def iters_per_epoch(config: dict) -> int:
-    data = config["data"]
-    return data["mini_train"] // data["images_per_process"]
+def iters_per_epoch(cfg: Config) -> int:
+    return -(-cfg.data.mini_train // cfg.data.images_per_process)
 
 
-def summed_lr(config: dict) -> float:
+def summed_lr(cfg: Config) -> float:
     """The learning rate summed over every iteration of the run's schedule (one process)."""
-    s, data = config["schedule"], config["data"]
-    per_epoch = iters_per_epoch(config)
-    lr = s["lr"] * data["images_per_process"] / s["base_batch"]
-    cfg = SimpleNamespace(**{**s, "steps": tuple(s["steps"])})
-    sched = Schedule(lr, per_epoch, per_epoch * s["epochs"], cfg)
+    per_epoch = iters_per_epoch(cfg)
+    sched = Schedule(scaled_lr(cfg, 1), per_epoch, total_iters(per_epoch, cfg.schedule),
+                     cfg.schedule)  # fmt: skip
     return sum(sched.lr_at(i) for i in range(sched.total_iters))
 
 
 def reference_curve(run: Path) -> pd.DataFrame:
     """Val AP (%) after each epoch of the reference run: one row per "val" line of its log."""
-    per_epoch = iters_per_epoch(json.loads((run / "config.json").read_text()))
+    per_epoch = iters_per_epoch(load_run_config(run))
     rows = [(d["iter"] // per_epoch, 100 * d["AP"]) for d in log_lines(run, "val")]
     return pd.DataFrame(rows, columns=["epoch", "AP"]).drop_duplicates("epoch", keep="last")
 
@@ -72,11 +70,11 @@ def plateau(reference: Path, candidates: list[Path], seed: int, margin: float):
         best = curve.loc[curve["AP"].idxmax()]
         for root in candidates:
             run = run_dir(root, model, seed)
-            config = json.loads((run / "config.json").read_text())
+            cfg = load_run_config(run)
             ap = final_ap(run)
             rows.append({
-                "candidate": root.name, "model": model, "epochs": config["schedule"]["epochs"],
-                "summed_lr": summed_lr(config), "final_AP": ap, "reference_best_AP": best["AP"],
+                "candidate": root.name, "model": model, "epochs": cfg.schedule.epochs,
+                "summed_lr": summed_lr(cfg), "final_AP": ap, "reference_best_AP": best["AP"],
                 "reference_best_epoch": int(best["epoch"]), "shortfall": best["AP"] - ap,
                 "reached": bool(ap >= best["AP"] - margin),
             })  # fmt: skip
@@ -85,7 +83,7 @@ def plateau(reference: Path, candidates: list[Path], seed: int, margin: float):
 
 def markdown(reference: Path, curves: pd.DataFrame, verdicts: pd.DataFrame, margin: float,
              seed: int) -> str:  # fmt: skip
-    ref_config = json.loads((run_dir(reference, MODELS[0], seed) / "config.json").read_text())
+    ref_config = load_run_config(run_dir(reference, MODELS[0], seed))
     wide = curves.pivot_table(index="epoch", columns="model", values="AP")
     lines = [f"## The reference: {reference.name}, seed {seed} "
              f"(summed lr {summed_lr(ref_config):.1f})\n",

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from analysis.plateau import main, plateau, summed_lr
+from gfl_repro.config import Config, from_dict
 
 
 def config(epochs, steps, lr=0.16):
@@ -29,7 +30,7 @@ def write_run(path, cfg, val_aps=(), final=None):
 def test_summed_lr_by_hand():
     # 2 iterations per epoch at 0.16 x 8 / 16 = 0.08: warm-up from half, 0.04 then 0.06; after
     # the drop at epoch 1, 0.008 twice: 0.116.
-    assert summed_lr(config(2, [1])) == pytest.approx(0.116)
+    assert summed_lr(from_dict(Config, config(2, [1]))) == pytest.approx(0.116)
 
 
 @pytest.fixture
