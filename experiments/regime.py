@@ -2,6 +2,7 @@
 set of config overrides on the mini preset, and the runner that trains GFLV1 and GFLV2 in one.
 
 python -m experiments.regime CANDIDATE [--seeds N] [--runs runs/regime] [--jobs 2] [--dry-run]
+                             [--promote ROOT]
 (or ``make regime CANDIDATE=NAME SEEDS=N``)
 
 Runs go to RUNS/CANDIDATE/mini/{gflv1,gflv2}/seed{0..N-1}: the layout analysis/regime.py reads.
@@ -9,10 +10,16 @@ Finished runs are skipped and interrupted ones resume (``train --resume auto``).
 with a generator variant of its own has its own data root, generated first, once. With
 ``--jobs J`` J trainings run at once, each with cores / J threads (OMP_NUM_THREADS): on 2 cores,
 the two models side by side with one thread each, as the published runs were trained.
+
+``--promote ROOT`` trains nothing: it copies the candidate's complete runs to
+ROOT/mini/{gflv1,gflv2}/seed{S}, as the preset's own runs, when the candidate's config is the
+preset's (the search's choice, once the preset takes it). The copies' env.json carries the
+preset's identity and, under ``promoted_from``, the candidate's folder, name and overrides.
 """
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +107,54 @@ def commands(candidate: str, seeds: int, runs: Path) -> tuple[list[str] | None, 
     return generate, trains
 
 
+def promote(candidate: str, seeds: int, runs: Path, root: Path) -> list[Path]:
+    """Copy the candidate's runs of seeds 0 .. seeds-1 to ``root`` as the mini preset's runs of
+    GFLV1 and GFLV2, and return the new folders. Every run must be complete and trained with the
+    preset's config (config.json equal to ``resolve(model, "mini")``), else a RunFolderError names
+    the folder. A destination already promoted from the same folder is kept; any other existing
+    destination is an error."""
+    from experiments.registry import canonical_name, resolve, rows_of
+    from gfl_repro.engine.runs import RunFolder, RunFolderError, check_same_config, identity
+    from gfl_repro.io import atomic_write_json
+
+    if candidate not in CANDIDATES:
+        raise SystemExit(f"unknown candidate {candidate!r}; known: {', '.join(CANDIDATES)}")
+    pairs = []
+    for seed in range(seeds):
+        for model in MODELS:
+            src = RunFolder(runs / candidate / "mini" / model / f"seed{seed}")
+            if not src.is_complete:
+                raise RunFolderError(f"{src.path} is not a complete run (no {src.METRICS})")
+            try:
+                check_same_config(src.path, resolve(model, "mini"))
+            except RunFolderError:
+                raise RunFolderError(
+                    f"{src.path} was trained with another config than the mini preset's {model}; "
+                    "only a candidate the preset has taken can be promoted"
+                ) from None
+            name = canonical_name(model, "mini")
+            pairs.append((src, RunFolder.of("mini", name, seed, root), model, name))
+    written = []
+    for src, dest, model, name in pairs:  # every check first, then the copies
+        if dest.path.exists():
+            if dest.env.get("promoted_from", {}).get("run") == str(src.path.resolve()):
+                continue
+            raise RunFolderError(f"{dest.path} exists and was not promoted from {src.path}")
+        partial = dest.path.with_name(dest.path.name + ".promoting")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(src.path, partial)
+        old = src.identity
+        rows = [model, *rows_of(model, "mini")]
+        atomic_write_json(partial / RunFolder.ENV, {
+            **src.env, **identity("mini", name, rows, model),
+            "promoted_from": {"run": str(src.path.resolve()), "experiment": old["experiment"],
+                              "overrides": old["overrides"]},
+        })  # fmt: skip
+        partial.rename(dest.path)
+        written.append(dest.path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("candidate", help=f"one of: {', '.join(CANDIDATES)}")
@@ -107,7 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/regime"), help="root of the runs")
     p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
+    p.add_argument(
+        "--promote",
+        type=Path,
+        metavar="ROOT",
+        help="copy the candidate's runs to ROOT as the mini preset's own (no training)",
+    )
     args = p.parse_args(argv)
+    if args.promote is not None:
+        for path in promote(args.candidate, args.seeds, args.runs, args.promote):
+            print(f"promoted: {path}")
+        return 0
     generate, trains = commands(args.candidate, args.seeds, args.runs)
     if args.dry_run:
         for cmd in ([generate] if generate else []) + trains:

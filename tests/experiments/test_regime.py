@@ -14,9 +14,11 @@ from experiments.regime import (
     commands,
     data_root,
     main,
+    promote,
 )
 from experiments.registry import resolve
 from gfl_repro.config import to_dict
+from gfl_repro.engine.runs import RunFolder, RunFolderError
 
 PUBLISHED = Path(__file__).parents[2] / "docs/results/mini/regime/runs"
 
@@ -87,3 +89,60 @@ def test_dry_run_prints_every_command(capsys):
     assert main(["width-0.5-colour-1.0", "--seeds", "1", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("gfl-repro data mini --out data/mini-c10")
+
+
+def _fake_run(folder: Path, model: str, overrides, complete: bool = True) -> None:
+    """A run folder as `gfl-repro train MODEL --set ...` leaves it: config, identity, metrics."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(to_dict(resolve(model, "mini", overrides))))
+    env = {"git_commit": "abc", "seed": 0, "preset": "mini", "experiment": f"{model}-1234abcd",
+           "rows": [model], "requested": model, "overrides": list(overrides)}  # fmt: skip
+    (folder / "env.json").write_text(json.dumps(env))
+    if complete:
+        (folder / "metrics.json").write_text(json.dumps({"AP": 0.25}))
+
+
+def test_promote_copies_the_chosen_candidate_as_the_presets_runs(tmp_path):
+    """The 8-epoch candidate's config is the preset's: its runs become runs/mini/gflv{1,2}/seed0
+    with the preset's identity (name, every row the config serves) and where they came from."""
+    candidate = "width-0.5-scale-1-8-epochs"
+    overrides = list(candidate_overrides(candidate))
+    for model in ("gflv1", "gflv2"):
+        _fake_run(tmp_path / "regime" / candidate / "mini" / model / "seed0", model, overrides)
+    assert main([candidate, "--seeds", "1", "--runs", str(tmp_path / "regime"),
+                 "--promote", str(tmp_path / "runs")]) == 0  # fmt: skip
+    for model in ("gflv1", "gflv2"):
+        dest = RunFolder.of("mini", model, 0, tmp_path / "runs")
+        assert dest.is_complete and dest.metrics == {"AP": 0.25}
+        env = dest.identity
+        assert env["experiment"] == model and env["requested"] == model
+        assert env["overrides"] == [] and model in env["rows"] and f"t6_{model}" in env["rows"]
+        came = dest.env["promoted_from"]
+        assert came["experiment"] == f"{model}-1234abcd" and came["overrides"] == overrides
+        assert Path(came["run"]).parent.name == model and dest.env["git_commit"] == "abc"
+    # promoting again keeps what is there
+    assert promote(candidate, 1, tmp_path / "regime", tmp_path / "runs") == []
+
+
+def test_promote_refuses_another_config_and_incomplete_runs(tmp_path):
+    """width-0.5 (6 epochs, object_scale 0.4) is not the preset: nothing is copied."""
+    for model in ("gflv1", "gflv2"):
+        _fake_run(tmp_path / "width-0.5" / "mini" / model / "seed0", model,
+                  list(candidate_overrides("width-0.5")))  # fmt: skip
+    with pytest.raises(RunFolderError, match="another config than the mini preset's gflv1"):
+        promote("width-0.5", 1, tmp_path, tmp_path / "runs")
+    chosen = "width-0.5-scale-1-8-epochs"
+    _fake_run(tmp_path / chosen / "mini" / "gflv1" / "seed0", "gflv1", [])
+    _fake_run(tmp_path / chosen / "mini" / "gflv2" / "seed0", "gflv2", [], complete=False)
+    with pytest.raises(RunFolderError, match="gflv2/seed0 is not a complete run"):
+        promote(chosen, 1, tmp_path, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_promote_does_not_overwrite_another_run(tmp_path):
+    chosen = "width-0.5-scale-1-8-epochs"
+    for model in ("gflv1", "gflv2"):
+        _fake_run(tmp_path / chosen / "mini" / model / "seed0", model, [])
+    _fake_run(tmp_path / "runs" / "mini" / "gflv1" / "seed0", "gflv1", [])
+    with pytest.raises(RunFolderError, match="exists and was not promoted from"):
+        promote(chosen, 1, tmp_path, tmp_path / "runs")
