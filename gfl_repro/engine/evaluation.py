@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gfl_repro.data.coco import DatasetError
 from gfl_repro.engine.runs import RunFolder
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -53,8 +54,17 @@ def to_coco_results(
 
 
 def load_gt(ann_file: str | Path):
-    """The COCO ground truth of ``ann_file`` (pycocotools' index, its prints silenced)."""
+    """The COCO ground truth of ``ann_file`` (pycocotools' index, its prints silenced). A missing
+    file is a DatasetError that names it (a path recorded relative to another working directory,
+    or a built-in set not generated here)."""
     from pycocotools.coco import COCO
+
+    if not Path(ann_file).is_file():
+        raise DatasetError(
+            f"annotation file {ann_file} not found (from {Path.cwd()}): generate the built-in set "
+            "with `gfl-repro data mini --out data/mini`, put COCO there, or pass the file "
+            "(--ann-file where the command has it)"
+        )
 
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(ann_file))

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from gfl_repro.data import inference_transforms
+from gfl_repro.data.coco import DatasetError
 from gfl_repro.data.mini import generate, mini_dataset
-from gfl_repro.engine.evaluation import evaluate, to_coco_results
+from gfl_repro.engine.evaluation import evaluate, load_gt, to_coco_results
 
 HAS_FASTER = importlib.util.find_spec("faster_coco_eval") is not None
 BACKENDS = ["pycocotools"] + (["faster"] if HAS_FASTER else [])
@@ -145,3 +146,9 @@ def test_missing_faster_backend_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import now raises ImportError
     with pytest.raises(ImportError, match=r"pip install gfl-repro\[fasteval\]"):
         evaluate(ann_file, [], backend="faster")
+
+
+def test_a_missing_annotation_file_is_an_error_that_names_it(tmp_path):
+    missing = tmp_path / "data/mini/annotations/instances_val.json"
+    with pytest.raises(DatasetError, match=f"annotation file {missing} not found"):
+        load_gt(missing)
