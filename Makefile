@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
+JOBS ?= 1
 
 .PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report regime \
 	table1 table2 table3 table4 table5 table6 table7 table8
@@ -35,16 +36,17 @@ demo: setup
 # then their analysis: Table 6 (PCC), Figures 1b-d, 4, 7, 8, 9 and claims.md.
 # Finished runs are skipped and interrupted ones resume, so re-running it only does what is missing.
 reproduce: setup
-	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(SEEDS)
+	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS)
 	$(BIN)/python analysis/main_result.py --preset $(PRESET)
 	$(BIN)/gfl-repro table 6 --preset $(PRESET)
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
 	$(MAKE) report
 
+# JOBS=2 trains two runs at once (one per GPU; on CPU each with half the cores' threads).
 # One paper table: its missing runs (shared runs once), bench-model for the speed columns of
 # runs not yet timed, then results/$(PRESET)/tableN.{csv,md}.
 table1 table2 table3 table4 table5 table6 table8: setup
-	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS) --bench
+	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench
 
 table7: setup
 	@case "$(PRESET)" in coco*) ;; *) echo "table7 runs at the COCO presets only" >&2; exit 2;; esac
@@ -52,7 +54,7 @@ table7: setup
 
 # Every table but 7, then every figure and claims.md.
 all-tables: setup
-	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --bench
+	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
 	$(MAKE) report
 

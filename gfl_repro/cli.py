@@ -381,7 +381,13 @@ def _add_sweep(sub: Subparsers, parents: Parents) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per run")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost only")
-    p.add_argument("--jobs", type=int, default=1, help="local runs at once (one per GPU)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local runs at once: one per GPU, or on CPU each with cores / JOBS threads "
+        "(unless OMP_NUM_THREADS is set)",
+    )
     p.add_argument("--bench", action="store_true",
                    help="after training locally, time the complete runs of the tables' "
                         "speed columns that have no bench_model.json (bench-model)")  # fmt: skip

@@ -178,7 +178,7 @@ def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[Pl
         names = ", ".join(f"{r.name} seed{r.seed}" for r in batch)
         print(f"[run {i + 1}/{len(pending)}] {names} | {elapsed:.0f} min elapsed, "
               f"about {left / 60:.0f} min left (estimated)", flush=True)  # fmt: skip
-        procs = [subprocess.Popen(train_command(r, preset), env=_device_env(k))
+        procs = [subprocess.Popen(train_command(r, preset), env=_device_env(k, jobs))
                  for k, r in enumerate(batch)]  # fmt: skip
         for run, proc in zip(batch, procs, strict=True):
             if proc.wait() != 0 or not is_complete(run.run_dir):
@@ -188,8 +188,13 @@ def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[Pl
     return failed
 
 
-def _device_env(slot: int) -> dict[str, str]:
+def _device_env(slot: int, jobs: int = 1) -> dict[str, str]:
+    """The environment of the run in ``slot`` of ``jobs`` at once: its GPU (one per slot, from
+    CUDA_VISIBLE_DEVICES) and, unless OMP_NUM_THREADS is set already, an equal share of the CPU
+    cores as its threads, so that ``jobs`` runs on a CPU machine do not oversubscribe it."""
     env = dict(os.environ)
+    if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible:
         devices = visible.split(",")

@@ -161,3 +161,17 @@ def test_dry_run_on_coco_prints_every_table(capsys):
     assert "38 distinct runs (0 complete)" in out and "GPU-hours" in out
     per_run = COSTS["coco-1x"].seconds_per_iter * 8 * 7330 * 12 / 3600  # 8.2 h on 8 GPUs
     assert f"{per_run:.2f}" in out and f"{38 * per_run:.1f} GPU-hours to go" in out
+
+
+def test_runs_at_once_share_the_cores_unless_threads_are_set(monkeypatch):
+    """Two local runs on 8 cores get 4 threads each; one run keeps torch's default; a user's
+    OMP_NUM_THREADS wins; each slot gets its own GPU of CUDA_VISIBLE_DEVICES."""
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    env = sweep._device_env(1, jobs=2)
+    assert env["OMP_NUM_THREADS"] == "4" and env["CUDA_VISIBLE_DEVICES"] == "5"
+    assert "OMP_NUM_THREADS" not in sweep._device_env(0, jobs=1)
+    assert sweep._device_env(0, jobs=3)["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert sweep._device_env(0, jobs=2)["OMP_NUM_THREADS"] == "1"
