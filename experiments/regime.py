@@ -133,13 +133,14 @@ def promote(candidate: str, seeds: int, runs: Path, root: Path) -> list[Path]:
                     "only a candidate the preset has taken can be promoted"
                 ) from None
             name = canonical_name(model, "mini")
-            pairs.append((src, RunFolder.of("mini", name, seed, root), model, name))
+            dest = RunFolder.of("mini", name, seed, root)
+            if dest.path.exists():
+                if dest.env.get("promoted_from", {}).get("run") == str(src.path.resolve()):
+                    continue
+                raise RunFolderError(f"{dest.path} exists and was not promoted from {src.path}")
+            pairs.append((src, dest, model, name))
     written = []
     for src, dest, model, name in pairs:  # every check first, then the copies
-        if dest.path.exists():
-            if dest.env.get("promoted_from", {}).get("run") == str(src.path.resolve()):
-                continue
-            raise RunFolderError(f"{dest.path} exists and was not promoted from {src.path}")
         partial = dest.path.with_name(dest.path.name + ".promoting")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(src.path, partial)

@@ -143,6 +143,7 @@ def test_promote_does_not_overwrite_another_run(tmp_path):
     chosen = "width-0.5-scale-1-8-epochs"
     for model in ("gflv1", "gflv2"):
         _fake_run(tmp_path / chosen / "mini" / model / "seed0", model, [])
-    _fake_run(tmp_path / "runs" / "mini" / "gflv1" / "seed0", "gflv1", [])
+    _fake_run(tmp_path / "runs" / "mini" / "gflv2" / "seed0", "gflv2", [])
     with pytest.raises(RunFolderError, match="exists and was not promoted from"):
         promote(chosen, 1, tmp_path, tmp_path / "runs")
+    assert not (tmp_path / "runs" / "mini" / "gflv1").exists()  # nothing copied before the check
