@@ -21,7 +21,7 @@ from gfl_repro.analysis.collect import (
     provenance,
     val_annotations,
 )
-from gfl_repro.analysis.report import ours_cell, to_markdown, write_table
+from gfl_repro.analysis.report import diagnostics_markdown, to_markdown, write_table
 from gfl_repro.analysis.stats import mean_std
 from gfl_repro.io import atomic_write_text
 
@@ -56,23 +56,9 @@ def per_seed_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def diagnostics_markdown(runs: pd.DataFrame) -> str:
-    """Class-agnostic AP and TIDE's dAP50 per error type of each model, mean ± std over its
-    complete seeds (missing unless every one wrote diagnostics.json)."""
-    table = compare_with_paper(runs, {}, list(PAIR), DIAGNOSTICS)
-    if table[list(DIAGNOSTICS)].isna().all().all():
-        return "No diagnostics.json in these runs yet: `gfl-repro diagnose RUN_DIR ...`.\n"
-    head = ["model", "seeds", *DIAGNOSTICS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        seeds = str(max(r[c + "_n"] for c in DIAGNOSTICS))
-        cells = [r["experiment"], seeds, *(ours_cell(r, c) for c in DIAGNOSTICS)]
-        lines.append("| " + " | ".join(cells) + " |")
-    note = ("AP_agnostic: COCO AP with classes ignored in the matching. dAP_*: AP50 points an "
-            "oracle fixing only that TIDE error type would add (cls: right box, wrong class; loc: "
-            "right class, 0.1 <= IoU < 0.5; both; dupe: duplicate; bkg: background; miss: "
-            "missed gt).")  # fmt: skip
-    return "\n".join([*lines, "", note]) + "\n"
+def pair_diagnostics(runs: pd.DataFrame) -> str:
+    """Class-agnostic AP and TIDE's dAP50 per error type of GFLV1 and GFLV2."""
+    return diagnostics_markdown(compare_with_paper(runs, {}, list(PAIR), DIAGNOSTICS), "model")
 
 
 def origin(runs: pd.DataFrame) -> str:
@@ -104,7 +90,7 @@ def main() -> None:
         ann_file = args.ann_file or val_annotations(args.runs / args.preset)
         claim = gflv2_vs_gflv1(Checker(args.runs, args.preset, ann_file, args.boot))
         markdown += "\n".join(["", "### Per seed", "", per_seed_markdown(seeds),
-                               "### Diagnostics", "", diagnostics_markdown(runs),
+                               "### Diagnostics", "", pair_diagnostics(runs),
                                "#" + claim, origin(runs)])  # fmt: skip
     csv_path, md_path = write_table(table, args.results / args.preset, "main", markdown)
     seeds_path = args.results / args.preset / "main_seeds.csv"

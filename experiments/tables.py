@@ -10,8 +10,13 @@ from pathlib import Path
 
 from experiments.paper import COLUMNS, PAPER
 from experiments.registry import canonical_name, table
-from gfl_repro.analysis.collect import collect_runs, compare_with_paper, pcc_intervals
-from gfl_repro.analysis.report import to_markdown, write_table
+from gfl_repro.analysis.collect import (
+    DIAGNOSTICS,
+    collect_runs,
+    compare_with_paper,
+    pcc_intervals,
+)
+from gfl_repro.analysis.report import diagnostics_markdown, to_markdown, write_table
 from gfl_repro.engine.runs import RunFolder
 
 NOTE = (
@@ -80,5 +85,12 @@ def paper_table(number: str, preset: str, runs_root: Path = Path("runs"),
     frame.insert(1, "row", frame["experiment"].map(labels))
     title = f"Table {number} ({preset})"
     markdown = to_markdown(frame, list(COLUMNS[paper_key]), title, NOTE)
+    # every row's class-agnostic AP and TIDE error breakdown, beside the table (CSV) and under it
+    diagnostics = compare_with_paper(runs, {}, rows, DIAGNOSTICS)
+    for column in DIAGNOSTICS:
+        frame[[column, f"{column}_std", f"{column}_n"]] = diagnostics[
+            [column, f"{column}_std", f"{column}_n"]
+        ].to_numpy()
+    markdown += "\n### Diagnostics\n\n" + diagnostics_markdown(diagnostics)
     csv_path, md_path = write_table(frame, results_root / preset, f"table{number}", markdown)
     return csv_path, md_path, markdown

@@ -64,6 +64,28 @@ def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str =
     return "\n".join(lines) + "\n"
 
 
+DIAGNOSTICS_NOTE = (
+    "AP_agnostic: COCO AP with classes ignored in the matching. dAP_*: AP50 points an oracle "
+    "fixing only that TIDE error type would add (cls: right box, wrong class; loc: right class, "
+    "0.1 <= IoU < 0.5; both; dupe: duplicate; bkg: background; miss: missed gt)."
+)
+
+
+def diagnostics_markdown(table: pd.DataFrame, label: str = "experiment") -> str:
+    """Class-agnostic AP and TIDE's dAP50 per error type, one line per row of ``table``
+    (``compare_with_paper`` over collect.DIAGNOSTICS): mean ± std over its complete seeds,
+    missing unless every one wrote diagnostics.json."""
+    columns = [c for c in table.columns if f"{c}_n" in table.columns]
+    if table[columns].isna().all().all():
+        return "No diagnostics.json in these runs yet: `gfl-repro diagnose RUN_DIR ...`.\n"
+    head = [label, "seeds", *columns]
+    lines = [_line(head), "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        seeds = str(max(r[c + "_n"] for c in columns))
+        lines.append(_line([r["experiment"], seeds, *(ours_cell(r, c) for c in columns)]))
+    return "\n".join([*lines, "", DIAGNOSTICS_NOTE]) + "\n"
+
+
 def _intervals(table: pd.DataFrame, metrics: list[str]) -> list[str]:
     """Each seed's interval of the metrics that have one ("{metric}_ci"), one line per row."""
     out = []

@@ -75,3 +75,31 @@ def test_diagnostics_columns_from_the_run_folder(tmp_path):
     table = compare_with_paper(runs.reset_index(), {}, ["gflv2"], ("AP_agnostic", "dAP_miss"))
     assert math.isclose(table.loc[0, "AP_agnostic"], 42.0) and table.loc[0, "AP_agnostic_n"] == 2
     assert math.isclose(table.loc[0, "dAP_miss"], 3.5)
+
+
+def test_every_paper_table_carries_its_rows_diagnostics(tmp_path):
+    """Table 6's GFLV2 row with two seeds of diagnostics (class-agnostic AP 40 and 44 %, dAP_cls
+    4 and 5): mean ± std under the table and in the CSV; a row without runs is missing."""
+    import pandas as pd
+
+    from experiments.tables import paper_table
+
+    dap = {"cls": 4.0, "loc": 2.0, "both": 0.5, "dupe": 0.1, "bkg": 1.0, "miss": 3.0}
+    for seed, agnostic in ((0, 0.40), (1, 0.44)):
+        _run(tmp_path, "gflv2", seed, 0.30)
+        diagnostics = {"AP_agnostic": agnostic, "AP50_agnostic": 0.6, "AP75_agnostic": 0.4,
+                       "tide": {"dAP": {k: v + seed for k, v in dap.items()}}}  # fmt: skip
+        path = tmp_path / "mini" / "gflv2" / f"seed{seed}" / "diagnostics.json"
+        path.write_text(json.dumps(diagnostics))
+    csv_path, _, md = paper_table("6", "mini", tmp_path, tmp_path / "results")
+    diagnostics = md.split("### Diagnostics")[1]
+    # 40, 44 -> 42 ± 2.83; 4, 5 -> 4.5 ± 0.71; 2, 3 -> 2.5 ± 0.71
+    assert (
+        "| t6_gflv2 | 2 | 42.0 ± 2.83 | 60.0 ± 0.00 | 40.0 ± 0.00 | 4.5 ± 0.71 | 2.5 ± 0.71 |"
+        in (diagnostics)
+    )
+    assert "| t6_gflv1 | 0 | missing |" in diagnostics
+    frame = pd.read_csv(csv_path).set_index("experiment")
+    assert math.isclose(frame.loc["t6_gflv2", "AP_agnostic"], 42.0)
+    assert math.isclose(frame.loc["t6_gflv2", "dAP_cls_std"], 0.71)
+    assert frame.loc["t6_gflv2", "dAP_cls_n"] == 2 and math.isnan(frame.loc["t6_gflv1", "dAP_cls"])
