@@ -10,10 +10,13 @@ the rest start from nothing.
 
 import logging
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -167,25 +170,36 @@ def train_command(run: PlannedRun, preset: str) -> list[str]:
 
 def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[PlannedRun], float],
               jobs: int = 1) -> list[PlannedRun]:  # fmt: skip
-    """Run the runs that are not complete, one after another (or ``jobs`` at once, one per GPU
-    when there are GPUs). Returns the runs that failed."""
+    """Run the runs that are not complete, in order, ``jobs`` at once: each slot (its GPU, or its
+    share of the CPU cores) takes the next run as soon as its own run ends, so a short run never
+    waits for a long one beside it. Returns the runs that failed, in order."""
     pending = [r for r in runs if r.status != "complete"]
-    failed, start = [], time.time()
-    left = sum(seconds_per_run(r) for r in pending)
-    for i in range(0, len(pending), jobs):
-        batch = pending[i : i + jobs]
-        elapsed = (time.time() - start) / 60
-        names = ", ".join(f"{r.name} seed{r.seed}" for r in batch)
-        print(f"[run {i + 1}/{len(pending)}] {names} | {elapsed:.0f} min elapsed, "
-              f"about {left / 60:.0f} min left (estimated)", flush=True)  # fmt: skip
-        procs = [subprocess.Popen(train_command(r, preset), env=_device_env(k, jobs))
-                 for k, r in enumerate(batch)]  # fmt: skip
-        for run, proc in zip(batch, procs, strict=True):
-            if proc.wait() != 0 or not is_complete(run.run_dir):
-                failed.append(run)
+    failed, start, lock = set(), time.time(), threading.Lock()
+    left = [sum(seconds_per_run(r) for r in pending)]
+    slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for slot in range(jobs):
+        slots.put(slot)
+
+    def one(i: int, run: PlannedRun) -> None:
+        slot = slots.get()
+        try:
+            with lock:
+                elapsed, rest = (time.time() - start) / 60, left[0] / 60
+                print(f"[run {i + 1}/{len(pending)}] {run.name} seed{run.seed} | {elapsed:.0f} min "
+                      f"elapsed, about {rest:.0f} min left (estimated)", flush=True)  # fmt: skip
+            proc = subprocess.Popen(train_command(run, preset), env=_device_env(slot, jobs))
+            ok = proc.wait() == 0 and is_complete(run.run_dir)
+        finally:
+            slots.put(slot)
+        with lock:
+            if not ok:
+                failed.add(i)
                 print(f"run failed: {run.run_dir} (see its train.log)", flush=True)
-            left -= seconds_per_run(run)
-    return failed
+            left[0] -= seconds_per_run(run)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, range(len(pending)), pending))
+    return [run for i, run in enumerate(pending) if i in failed]
 
 
 def _device_env(slot: int, jobs: int = 1) -> dict[str, str]:

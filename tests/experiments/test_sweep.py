@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -175,3 +176,42 @@ def test_runs_at_once_share_the_cores_unless_threads_are_set(monkeypatch):
     assert sweep._device_env(0, jobs=3)["OMP_NUM_THREADS"] == "2"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert sweep._device_env(0, jobs=2)["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_slot_takes_the_next_run_as_soon_as_its_own_ends(in_tmp, monkeypatch):
+    """Two slots, runs of 0.6, 0.1 and 0.1 s: the third starts when the second ends, before
+    the first is done, on the second's GPU; each run sees its own GPU; a failed run is
+    returned."""
+    import threading
+    import time
+
+    durations = {"t1_topk": 0.6, "t1_mean": 0.1, "t1_var": 0.1}
+    events, lock = [], threading.Lock()
+
+    class FakeProc:
+        def __init__(self, cmd, env):
+            self.name = cmd[cmd.index("train") + 1]
+            self.folder = Path(cmd[cmd.index("--work-dir") + 1])
+            self.gpu = env["CUDA_VISIBLE_DEVICES"]
+            with lock:
+                events.append(("start", self.name, self.gpu, time.monotonic()))
+
+        def wait(self):
+            time.sleep(durations[self.name])
+            with lock:
+                events.append(("end", self.name, self.gpu, time.monotonic()))
+            if self.name == "t1_var":
+                return 1
+            self.folder.mkdir(parents=True)
+            (self.folder / "metrics.json").write_text("{}")  # complete
+            return 0
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeProc)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    runs = _plan(["t1_topk", "t1_mean", "t1_var"])
+    failed = sweep.run_local(runs, "tiny", lambda run: 1.0, jobs=2)
+    assert [r.name for r in failed] == ["t1_var"]
+    when = {(kind, name): (gpu, t) for kind, name, gpu, t in events}
+    assert when[("start", "t1_var")][1] < when[("end", "t1_topk")][1]
+    assert when[("start", "t1_var")][0] == when[("start", "t1_mean")][0]
+    assert when[("start", "t1_topk")][0] != when[("start", "t1_mean")][0]
