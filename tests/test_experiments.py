@@ -31,10 +31,20 @@ def _batch():
     return images, targets
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_experiment_trains_one_step_and_predicts(name):
+SWEPT_AT_MINI = sorted(n for n in EXPERIMENTS if not n.startswith("t7_") or n == "t7_r50")
+CASES = [(name, "tiny widths") for name in sorted(EXPERIMENTS)] + [
+    (name, "mini widths") for name in SWEPT_AT_MINI
+]
+
+
+@pytest.mark.parametrize(("name", "widths"), CASES)
+def test_experiment_trains_one_step_and_predicts(name, widths):
+    """Every experiment builds, takes a finite step and predicts boxes inside the image, at the
+    tests' shrunken widths and, for each one `make all-tables PRESET=mini` trains, at the mini
+    preset's own (so no row fails hours into a sweep on a width its options do not fit:
+    GroupNorm groups, DGQP's input, region bins)."""
     torch.manual_seed(0)
-    cfg = resolve(name, "mini", TINY)
+    cfg = resolve(name, "mini", TINY if widths == "tiny widths" else [])
     model = build_model(cfg.model)
     images, targets = _batch()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
@@ -47,26 +57,6 @@ def test_experiment_trains_one_step_and_predicts(name):
     assert det["boxes"].shape[1] == 4 and len(det["boxes"]) <= 100
     if len(det["boxes"]):
         assert det["boxes"].min() >= 0 and det["boxes"].max() <= 64
-
-
-SWEPT_AT_MINI = sorted(n for n in EXPERIMENTS if not n.startswith("t7_") or n == "t7_r50")
-
-
-@pytest.mark.parametrize("name", SWEPT_AT_MINI)
-def test_experiment_takes_a_finite_step_at_the_mini_preset_itself(name):
-    """The mini preset's own widths (no test shrinking): every experiment that `make all-tables
-    PRESET=mini` trains builds, takes a finite step and predicts, so no row fails hours into a
-    sweep on a width its options do not fit (GroupNorm groups, DGQP's input, region bins)."""
-    torch.manual_seed(0)
-    model = build_model(resolve(name, "mini").model)
-    images, targets = _batch()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    losses = train_step(model, model, opt, scaler, images, targets, 0)
-    assert losses and all(math.isfinite(v) for v in losses.values()), losses
-    model.eval()
-    with torch.no_grad():
-        assert model.predict(images[:1], targets[:1])[0]["boxes"].shape[1] == 4
 
 
 def test_every_row_of_tables_1_to_5_has_an_entry():
