@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= mini
 SEEDS ?= 1
 JOBS ?= 1
+MAIN_SEEDS ?= 5
 
 .PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report regime \
 	table1 table2 table3 table4 table5 table6 table7 table8
@@ -52,9 +53,12 @@ table7: setup
 	@case "$(PRESET)" in coco*) ;; *) echo "table7 runs at the COCO presets only" >&2; exit 2;; esac
 	$(BIN)/gfl-repro sweep 7 --preset $(PRESET) --seeds $(SEEDS) --bench
 
-# Every table but 7, then every figure and claims.md.
+# Every table but 7 at SEEDS seeds with the main pair (GFLV1, GFLV2) at MAIN_SEEDS, bench-model
+# for the speed columns, then main.md, every table, figure, claims.md and the results page.
 all-tables: setup
+	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(MAIN_SEEDS) --jobs $(JOBS)
 	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench
+	$(BIN)/python analysis/main_result.py --preset $(PRESET)
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
 	$(MAKE) report
 

@@ -150,6 +150,7 @@ class Claim:
     comparison: Comparison | None = None  # b - a; None when not run, for a best row or a group
     rivals: dict[str, Rival] = field(default_factory=dict)  # a best-row claim's, by row
     parts: list["Claim"] = field(default_factory=list)
+    best_row: bool = False  # the paper's winner against every rival; ``paper`` its margin
 
     @property
     def seeds(self) -> int | None:
@@ -176,16 +177,48 @@ class Claim:
             "parts": [c.record() for c in self.parts],
         }
 
+    def seed_count(self) -> str:
+        n = self.seeds
+        return f"{n} seed{'s' * (n != 1)}"
+
+    def measured(self) -> str:
+        """Our number in the summary table: the mean difference b - a with its 95 % interval
+        over the seeds (the mean alone under ``MIN_SEEDS``), a best row's outcome against its
+        rivals, or "–" when not run."""
+        digits = 3 if self.unit == "PCC" else 2
+        if self.rivals:
+            outcomes = Counter(r.outcome for r in self.rivals.values())
+            if None in outcomes:
+                return "–"
+            return (f"better than {outcomes['better']}, worse than {outcomes['worse']}, "
+                    f"tied with {outcomes['tied']} of {len(self.rivals)} rivals")  # fmt: skip
+        c = self.comparison
+        if c is None:
+            return "–"
+        if c.interval is None or len(c.seeds) < MIN_SEEDS:
+            return f"{np.mean(c.diffs):+.{digits}f} {self.unit} (no interval)"
+        i = c.interval
+        return f"{i.mean:+.{digits}f} [{i.low:+.{digits}f}, {i.high:+.{digits}f}] {self.unit}"
+
+    def paper_text(self) -> str:
+        if self.paper is None:
+            return "–"
+        text = f"{self.paper:+.{3 if self.unit == 'PCC' else 1}f} {self.unit}"
+        return text + " over the runner-up" if self.best_row else text
+
     def markdown(self) -> str:
-        """A section of claims.md: "## title: **verdict**" and a "- " line per line; a group's
-        parts as "- title: **verdict**; first line" with their other lines beneath."""
+        """A section of claims.md: "## title: **verdict** (n seeds)" and a "- " line per line; a
+        group's parts as "- title: **verdict** (n seeds); first line" with their other lines
+        beneath."""
         if self.verdict is not None:
             lines = [f"- {line}" for line in self.lines]
-            return "\n".join([f"## {self.title}: **{self.verdict}**", "", *lines, ""])
+            head = f"## {self.title}: **{self.verdict}** ({self.seed_count()})"
+            return "\n".join([head, "", *lines, ""])
         out = [f"## {self.title}", ""]
         for part in self.parts:
             first, *rest = part.lines
-            out += [f"- {part.title}: **{part.verdict}**; {first}", *[f"  - {x}" for x in rest]]
+            head = f"- {part.title}: **{part.verdict}** ({part.seed_count()}); {first}"
+            out += [head, *[f"  - {x}" for x in rest]]
         return "\n".join([*out, ""])
 
 
@@ -197,9 +230,44 @@ class ClaimReport:
     n_boot: int
     claims: list[Claim]
 
+    def leaves(self) -> list[tuple[str, Claim]]:
+        """(title, claim) of every claim with a verdict: a group's parts one by one, titled
+        with the group's table."""
+        out = []
+        for c in self.claims:
+            if c.verdict is not None:
+                out.append((c.title, c))
+            table_of = c.title[c.title.rfind("(") + 1 : -1]  # "(Table 5)" -> "Table 5"
+            out += [(f"{table_of}: {p.title}", p) for p in c.parts]
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """How many claims have each verdict (a group's parts counted one by one); supported,
+        within noise and contradicted always, the others where some claim has them."""
+        found = Counter(c.verdict for _, c in self.leaves())
+        order = ["supported", "within noise", "contradicted", NOT_ENOUGH_SEEDS, NOT_RUN]
+        return {v: found[v] for v in order if v in order[:3] or found[v]}
+
+    def summary(self) -> str:
+        """The table at the top of claims.md: every claim's verdict and the seeds it rests
+        on."""
+        counts = ", ".join(f"{n} {v}" for v, n in self.counts().items())
+        out = [
+            "## Summary",
+            "",
+            f"{len(self.leaves())} claims: {counts}.",
+            "",
+            "| Claim | Verdict | Seeds | Ours: b − a, 95 % interval over seeds | Paper |",
+            "|---|---|---|---|---|",
+        ]
+        for title, c in self.leaves():
+            out.append(f"| {title} | {c.verdict} | {c.seeds} | {c.measured()} | "
+                       f"{c.paper_text()} |")  # fmt: skip
+        return "\n".join([*out, ""])
+
     def markdown(self) -> str:
         heading = f"# The paper's claims at preset `{self.preset}`\n\n{method(self.n_boot)}\n"
-        return "\n".join([heading, *(c.markdown() for c in self.claims)])
+        return "\n".join([heading, self.summary(), *(c.markdown() for c in self.claims)])
 
     def record(self) -> dict:
         return {
@@ -298,7 +366,7 @@ def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[
     comps = {} if missing else {n: check.paired(n, winner) for n in others}
     if missing or None in comps.values():
         why = ", ".join(missing) or "a common seed"
-        return Claim(title, NOT_RUN, [f"missing rows: {why}"], paper=gap)
+        return Claim(title, NOT_RUN, [f"missing rows: {why}"], paper=gap, best_row=True)
     fewest = min(len(c.seeds) for c in comps.values())
     if fewest < MIN_SEEDS:
         verdict, found = NOT_ENOUGH_SEEDS, {n: Rival(c) for n, c in comps.items()}
@@ -310,7 +378,7 @@ def best_row(check: Checker, title: str, number: str, winner: str, rivals: list[
     else:
         verdict, found, lines = _holm_rivals(check, winner, comps)
     lines.append(f"paper: {gap:+.1f} AP over the runner-up")
-    return Claim(title, verdict, lines, paper=gap, rivals=found)
+    return Claim(title, verdict, lines, paper=gap, rivals=found, best_row=True)
 
 
 def _holm_rivals(check: Checker, winner: str, comps: dict[str, Comparison]):
@@ -404,13 +472,18 @@ def check_claims(runs_root: str | Path, preset: str, ann_file: str | Path,
     """Every claim at ``preset``; ``n_boot`` bootstrap resamples of the val images (the same for
     every comparison) and of each run's val positives (PCC)."""
     check = Checker(runs_root, preset, ann_file, n_boot)
-    t1, t2, t4 = ([e.name for e in table(t)] for t in ("1", "2", "4"))
+    t1, t2, t3, t4 = ([e.name for e in table(t)] for t in ("1", "2", "3", "4"))
     found = [
         main_claim(check),
         best_row(check, "Top-k + Mean is the best input of DGQP (Table 1)", "1",
                  "t1_topk_mean", t1),
         best_row(check, "k = 4, p = 64 is the best DGQP setting (Table 2)", "2", "t2_k4_p64",
                  [n for n in t2 if n != "t2_k0"]),  # k = 0 is GFLV1, no DGQP: the first claim
+        # Against the convolutional inputs (a)-(g); the baseline without a quality branch is
+        # no rival of the claim "statistics are the best input".
+        best_row(check, "Distribution statistics beat convolutional features as the input of "
+                 "the quality branch (Table 3)", "3", "t3_distribution",
+                 [n for n in t3 if n not in ("t3_atss_star", "t3_distribution")]),
         best_row(check, "Decomposed J = C x I beats the composed form (Table 4)", "4",
                  "t4_decomposed", [n for n in t4 if n.startswith("t4_composed")]),
         transplants(check),

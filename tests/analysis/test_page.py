@@ -107,6 +107,11 @@ class Dom(HTMLParser):
         want = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
         return [a for t, a, _ in self.elements if t == tag and want.items() <= a.items()]
 
+    def texts(self, tag: str, **attrs) -> list[str]:
+        """The text of each ``tag`` with ``attrs`` up to the next start tag, stripped."""
+        want = {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}
+        return [x.strip() for t, a, x in self.elements if t == tag and want.items() <= a.items()]
+
     @property
     def text(self) -> str:
         return " ".join(t for *_, t in self.elements)
@@ -150,6 +155,9 @@ def test_page_has_claims_first_with_their_verdicts(rendered):
     assert claims == [("supported", "3"), ("not run yet", "0"), ("group", None)]
     parts = [(a["data-verdict"], a["data-seeds"]) for a in dom.find("div", class_="part")]
     assert parts == [("within noise", "1"), ("not run yet", "0")]
+    # The seed count is on the page, not only in the attributes.
+    shown = dom.texts("span", class_="seeds")
+    assert shown == ["(3 seeds)", "(0 seeds)", "(1 seed)", "(0 seeds)"]
     assert "How the verdicts are reached." in dom.text
     assert "over 3 seeds: mean difference +2.00 AP" in dom.text
     assert "seed 0: +0.50 [-0.20, +1.20] (val bootstrap)" in dom.text

@@ -220,10 +220,10 @@ def test_claims_verdict_and_not_run_yet(fixture):
     # GFLV1's boxes are 6 px off on every image, but two seeds measure no training noise.
     assert "**not enough seeds**" in section and "2 seeds: training noise not measured" in section
     assert "seed 0: +" in section and "seed 1: +" in section
-    table1 = text.split("(Table 1)")[1].split("##")[0]
+    table1 = text.split("(Table 1): ")[1].split("##")[0]  # its section, not the summary row
     assert "not run yet" in table1 and "t1_topk" in table1
     assert "Higher PCC" in text and "GFLV2" in text.split("Higher PCC")[1]
-    table2 = text.split("best DGQP setting (Table 2)")[1].split("##")[0]
+    table2 = text.split("best DGQP setting (Table 2): ")[1].split("##")[0]
     assert "not run yet" in table2 and "t2_k0" not in table2  # GFLV1 has no DGQP setting
 
 

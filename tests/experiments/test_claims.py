@@ -236,8 +236,61 @@ def test_claims_json_holds_what_claims_md_says(tmp_path):
         assert head + (claim["verdict"] or "") in text
         assert all(line in text for line in claim["lines"])
     # metrics.json AP: 1 - 30 * 0.6 / 400 = 95.5 % and 100 %.
-    part = "- `t5_atss` → `t5_atss_gflv2`: **not enough seeds**; `t5_atss` 95.5 AP (1 seed) → "
+    part = "- `t5_atss` → `t5_atss_gflv2`: **not enough seeds** (1 seed); `t5_atss` 95.5 AP (1 seed) → "
     assert part + "`t5_atss_gflv2` 100.0 AP (1 seed); paper +1.9 AP\n  - 1 seed: " in text
+    assert "## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported** (3 seeds)\n" in text
+
+
+def test_claims_md_opens_with_every_verdict_and_its_seed_count(tmp_path):
+    # The main pair over 3 seeds; Table 5's FCOS pair over 3 seeds, its ATSS pair over 1.
+    missed = {"gflv1": [200, 160, 240], "gflv2": [0, 10, 0], "t5_fcos": [30, 40, 20],
+              "t5_fcos_gflv2": [0, 10, 0], "t5_atss": [30], "t5_atss_gflv2": [0]}  # fmt: skip
+    root = _root(tmp_path, missed)
+    report = check_claims(root / "runs", "mini", root / "ann.json", n_boot=50)
+    text = report.markdown()
+    summary = text[text.index("## Summary") : text.index("\n## ", text.index("## Summary") + 1)]
+    # 6 single claims (main, Tables 1-4 best rows, PCC) and Table 5's 4 pairs; the PCC claim has
+    # no LQE dumps here, so it is not run.
+    assert "10 claims: 2 supported, 0 within noise, 0 contradicted, 1 not enough seeds, " \
+        "7 not run yet." in summary
+    assert report.counts() == {"supported": 2, "within noise": 0, "contradicted": 0,
+                               "not enough seeds": 1, "not run yet": 7}  # fmt: skip
+    rows = [line.split(" | ") for line in summary.splitlines() if line.startswith("| ")][1:]  # not the header
+    by_title = {r[0][2:]: r[1:] for r in rows}
+    assert len(by_title) == 10
+    comp = Checker(root / "runs", "mini", root / "ann.json", n_boot=50).paired("gflv1", "gflv2")
+    i = comp.interval
+    main = by_title["GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4)"]
+    assert main == ["supported", "3", f"{i.mean:+.2f} [{i.low:+.2f}, {i.high:+.2f}] AP",
+                    "+0.9 AP |"]  # fmt: skip
+    # COCO AP of 30 missed images of 400: a true positive at IoU 0.5-0.65 (4 thresholds, AP 1);
+    # at the 6 others the 30 misses (images 1-30) rank first among equal scores, so precision
+    # rises to 370 / 400 = 0.925 at recall 0.925, covering 93 of the 101 recall points:
+    # AP = (4 + 6 * 93 * 0.925 / 101) / 10 = 91.10 %, 8.90 below the run without misses.
+    atss = by_title["Table 5: `t5_atss` → `t5_atss_gflv2`"]
+    expected = 100 - (4 + 6 * 93 * 0.925 / 101) * 10
+    assert atss == ["not enough seeds", "1", f"{expected:+.2f} AP (no interval)", "+1.9 AP |"]
+    table3 = [t for t in by_title if "(Table 3)" in t]
+    assert len(table3) == 1 and by_title[table3[0]] == ["not run yet", "0", "–",
+                                                         "+0.3 AP over the runner-up |"]
+    # Every verdict other than "not run yet" rests on the seeds the table names.
+    for title, (verdict, seeds, *_rest) in by_title.items():
+        if verdict in ("supported", "contradicted"):
+            assert int(seeds) >= 3, title
+
+
+def test_table3_claim_pits_the_statistics_against_the_convolutional_inputs_only(tmp_path):
+    # Statistics (the GFLV2 default) miss no image; every convolutional input misses 100 at each
+    # of 3 seeds; the baseline without a quality branch would win, but is no rival.
+    conv = ["t3_point", "t3_region", "t3_border_dense", "t3_border_middle",
+            "t3_border_extreme", "t3_regular", "t3_deformable"]  # fmt: skip
+    missed = {"gflv2": [0, 0, 0], **{n: [100, 100, 100] for n in conv}}
+    root = _root(tmp_path, missed)
+    report = check_claims(root / "runs", "mini", root / "ann.json", n_boot=50)
+    claim = next(c for c in report.claims if "(Table 3)" in c.title)
+    assert sorted(claim.rivals) == sorted(conv)
+    assert claim.verdict == "supported" and claim.seeds == 3
+    assert claim.measured() == "better than 7, worse than 0, tied with 0 of 7 rivals"
 
 
 def test_page_reads_the_claims_json_written(tmp_path):
@@ -250,7 +303,8 @@ def test_page_reads_the_claims_json_written(tmp_path):
         "not run yet",
         "not run yet",
     ]
-    assert page.verdict_counts(found["claims"]) == {"not run yet": 8, "supported": 1}
+    # the main claim; Tables 1-4 best rows, 4 pairs of Table 5 and the PCC (no LQE dumps) not run
+    assert page.verdict_counts(found["claims"]) == {"not run yet": 9, "supported": 1}
 
 
 def test_seed_interval_equals_scipy_t_interval():
