@@ -236,8 +236,12 @@ def test_claims_json_holds_what_claims_md_says(tmp_path):
         assert head + (claim["verdict"] or "") in text
         assert all(line in text for line in claim["lines"])
     # metrics.json AP: 1 - 30 * 0.6 / 400 = 95.5 % and 100 %.
-    part = "- `t5_atss` → `t5_atss_gflv2`: **not enough seeds** (1 seed); `t5_atss` 95.5 AP (1 seed) → "
-    assert part + "`t5_atss_gflv2` 100.0 AP (1 seed); paper +1.9 AP\n  - 1 seed: " in text
+    part = (
+        "- `t5_atss` → `t5_atss_gflv2`: **not enough seeds** (1 seed); "
+        "`t5_atss` 95.5 AP (1 seed) → `t5_atss_gflv2` 100.0 AP (1 seed); "
+        "paper +1.9 AP\n  - 1 seed: "
+    )
+    assert part in text
     assert "## GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported** (3 seeds)\n" in text
 
 
@@ -251,11 +255,14 @@ def test_claims_md_opens_with_every_verdict_and_its_seed_count(tmp_path):
     summary = text[text.index("## Summary") : text.index("\n## ", text.index("## Summary") + 1)]
     # 6 single claims (main, Tables 1-4 best rows, PCC) and Table 5's 4 pairs; the PCC claim has
     # no LQE dumps here, so it is not run.
-    assert "10 claims: 2 supported, 0 within noise, 0 contradicted, 1 not enough seeds, " \
+    assert (
+        "10 claims: 2 supported, 0 within noise, 0 contradicted, 1 not enough seeds, "
         "7 not run yet." in summary
+    )
     assert report.counts() == {"supported": 2, "within noise": 0, "contradicted": 0,
                                "not enough seeds": 1, "not run yet": 7}  # fmt: skip
-    rows = [line.split(" | ") for line in summary.splitlines() if line.startswith("| ")][1:]  # not the header
+    # Every table row but the header.
+    rows = [line.split(" | ") for line in summary.splitlines() if line.startswith("| ")][1:]
     by_title = {r[0][2:]: r[1:] for r in rows}
     assert len(by_title) == 10
     comp = Checker(root / "runs", "mini", root / "ann.json", n_boot=50).paired("gflv1", "gflv2")
@@ -271,8 +278,12 @@ def test_claims_md_opens_with_every_verdict_and_its_seed_count(tmp_path):
     expected = 100 - (4 + 6 * 93 * 0.925 / 101) * 10
     assert atss == ["not enough seeds", "1", f"{expected:+.2f} AP (no interval)", "+1.9 AP |"]
     table3 = [t for t in by_title if "(Table 3)" in t]
-    assert len(table3) == 1 and by_title[table3[0]] == ["not run yet", "0", "–",
-                                                         "+0.3 AP over the runner-up |"]
+    assert len(table3) == 1 and by_title[table3[0]] == [
+        "not run yet",
+        "0",
+        "–",
+        "+0.3 AP over the runner-up |",
+    ]
     # Every verdict other than "not run yet" rests on the seeds the table names.
     for title, (verdict, seeds, *_rest) in by_title.items():
         if verdict in ("supported", "contradicted"):
