@@ -184,14 +184,17 @@ class Claim:
     def measured(self) -> str:
         """Our number in the summary table: the mean difference b - a with its 95 % interval
         over the seeds (the mean alone under ``MIN_SEEDS``), a best row's outcome against its
-        rivals, or "–" when not run."""
+        rivals with the range of its mean differences to them, or "–" when not run."""
         digits = 3 if self.unit == "PCC" else 2
         if self.rivals:
             outcomes = Counter(r.outcome for r in self.rivals.values())
             if None in outcomes:
                 return "–"
-            return (f"better than {outcomes['better']}, worse than {outcomes['worse']}, "
-                    f"tied with {outcomes['tied']} of {len(self.rivals)} rivals")  # fmt: skip
+            means = [np.mean(r.comparison.diffs) for r in self.rivals.values()]
+            span = f"{min(means):+.{digits}f} to {max(means):+.{digits}f} {self.unit}"
+            n = len(self.rivals)
+            return (f"beats {outcomes['better']}, loses to {outcomes['worse']}, "
+                    f"ties {outcomes['tied']} of {n} rivals; winner − rival {span}")  # fmt: skip
         c = self.comparison
         if c is None:
             return "–"

@@ -301,7 +301,12 @@ def test_table3_claim_pits_the_statistics_against_the_convolutional_inputs_only(
     claim = next(c for c in report.claims if "(Table 3)" in c.title)
     assert sorted(claim.rivals) == sorted(conv)
     assert claim.verdict == "supported" and claim.seeds == 3
-    assert claim.measured() == "better than 7, worse than 0, tied with 0 of 7 rivals"
+    # Each rival's COCO AP as in the summary test above, with 100 misses: precision 300 / 400 =
+    # 0.75 up to recall 0.75, 76 of the 101 recall points; the winner's AP is 100.
+    gap = 100 - (4 + 6 * 76 * 0.75 / 101) * 10
+    assert claim.measured() == (
+        f"beats 7, loses to 0, ties 0 of 7 rivals; winner − rival {gap:+.2f} to {gap:+.2f} AP"
+    )
 
 
 def test_page_reads_the_claims_json_written(tmp_path):
