@@ -30,12 +30,14 @@ EMA_ALPHA = 0.1  # weight of the newest logged point in the loss-curve smoothing
 
 
 def save(fig: plt.Figure, table: pd.DataFrame, out_dir: str | Path, name: str) -> list[Path]:
-    """``out_dir/<name>.{png,pdf,csv}``; closes the figure."""
+    """``out_dir/<name>.{png,pdf,csv}``; closes the figure. The PDF has no creation date, so the
+    same figure writes the same bytes and a re-published results folder changes only what
+    changed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf", "csv")]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     table.to_csv(paths[2], index=False)
     return paths

@@ -3,6 +3,7 @@
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,16 @@ def test_every_figure_writes_png_pdf_csv(fixture, tmp_path):
     table = pd.DataFrame({"experiment": ["gflv1", "gflv2"], "AP": [30.0, 50.0],
                           "fps": [20.0, 19.0], "ms": [50.0, 52.6]})  # fmt: skip
     _check(plots.fig6(table, tmp_path))
+
+
+def test_the_same_figure_writes_the_same_bytes(tmp_path):
+    # Fig. 4 depends on no run: drawn twice a second apart, its files must not differ (no
+    # creation date in the PDF), so a re-published results folder shows only real changes.
+    first = plots.fig4(tmp_path / "a")
+    time.sleep(1.1)
+    second = plots.fig4(tmp_path / "b")
+    for a, b in zip(first, second, strict=True):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_lqe_over_training_from_metrics_lines(fixture, tmp_path):
