@@ -90,7 +90,7 @@ class Comparison:
         n = len(self.seeds)
         if n < MIN_SEEDS:
             mean = float(np.mean(self.diffs))
-            return (f"{n} seed{'s' * (n != 1)}: training noise not measured; "
+            return (f"{_seeds(n)}: training noise not measured; "
                     f"mean difference {mean:+.{digits}f} {unit}")  # fmt: skip
         i = self.interval
         return (
@@ -116,6 +116,11 @@ class Comparison:
             f"seed {s}: {d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] (val bootstrap)"
             for s, d, lo, hi in zip(self.seeds, self.diffs, self.lows, self.highs, strict=True)
         ]
+
+
+def _seeds(n: int) -> str:
+    """'1 seed', 'n seeds'."""
+    return f"{n} seed{'s' * (n != 1)}"
 
 
 def _number(x) -> float | None:
@@ -178,8 +183,7 @@ class Claim:
         }
 
     def seed_count(self) -> str:
-        n = self.seeds
-        return f"{n} seed{'s' * (n != 1)}"
+        return _seeds(self.seeds)
 
     def measured(self) -> str:
         """Our number in the summary table: the mean difference b - a with its 95 % interval
@@ -310,7 +314,7 @@ class Checker:
         aps = [_ap(run) for run in self.seeds(name).values()]
         mean, std = mean_std(aps)
         spread = f" ± {std:.2f}" if np.isfinite(std) else ""
-        return f"`{name}` {mean:.1f}{spread} AP ({len(aps)} seed{'s' * (len(aps) != 1)})"
+        return f"`{name}` {mean:.1f}{spread} AP ({_seeds(len(aps))})"
 
     def _match(self, run: Path):
         if run not in self._tables:
