@@ -212,6 +212,22 @@ def _bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack_runs(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.archive import pack
+
+    print(pack(args.runs / args.preset, args.archive))
+    return 0
+
+
+def _unpack_runs(args: argparse.Namespace) -> int:
+    from gfl_repro.engine.archive import unpack
+
+    if not args.archive.is_dir():
+        raise FileNotFoundError(f"{args.archive}: no such folder of run records")
+    print(unpack(args.archive, args.runs / args.preset))
+    return 0
+
+
 def _experiment_cost(args: argparse.Namespace) -> int:
     from experiments.registry import resolve
     from gfl_repro.engine.bench import cost
@@ -526,6 +542,21 @@ def _add_report(sub: Subparsers, parents: Parents) -> None:
     p.set_defaults(func=_report)
 
 
+def _add_records(sub: Subparsers, parents: Parents) -> None:
+    """pack-runs and unpack-runs: complete runs without checkpoints, one .tar.xz each."""
+    shared = [parents.debug, parents.preset, parents.runs]
+    p = sub.add_parser("pack-runs", parents=shared,
+                       help="write each complete run of RUNS/PRESET, checkpoints left out, to "
+                            "ARCHIVE/EXP/seedS.tar.xz (only what changed)")  # fmt: skip
+    p.add_argument("archive", type=Path, help="the folder of run records")
+    p.set_defaults(func=_pack_runs)
+    p = sub.add_parser("unpack-runs", parents=shared,
+                       help="put the run records of ARCHIVE back under RUNS/PRESET (complete "
+                            "folders are kept, incomplete ones replaced)")  # fmt: skip
+    p.add_argument("archive", type=Path, help="the folder of run records")
+    p.set_defaults(func=_unpack_runs)
+
+
 def _add_data(sub: Subparsers, parents: Parents) -> None:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command",
                                                                   required=True)  # fmt: skip
@@ -561,7 +592,8 @@ def _add_checkpoints(sub: Subparsers, parents: Parents) -> None:
 
 BUILDERS = (_add_demo, _add_train, _add_test, _add_sweep, _add_table, _add_lqe, _add_diagnose,
             _add_bench_model, _add_experiments, _add_levels, _add_data, _add_bench,
-            _add_experiment_cost, _add_gpu_check, _add_checkpoints, _add_report)  # fmt: skip
+            _add_experiment_cost, _add_gpu_check, _add_checkpoints, _add_records,
+            _add_report)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
