@@ -20,8 +20,9 @@ from gfl_repro.analysis.report import diagnostics_markdown, to_markdown, write_t
 from gfl_repro.engine.runs import RunFolder
 
 NOTE = (
-    "Ours: COCO-style AP (%) on the preset's val set, mean ± std over complete seeds (a row whose "
-    "runs are not all complete is missing). Paper: R-50 1x on COCO minival. At the mini preset "
+    "Ours: COCO-style AP (%) on the preset's val set, mean ± std over the seeds in the seeds "
+    "column (a row with a run still training is missing; a sweep still under way can leave a "
+    "row on fewer seeds than it asked for). Paper: R-50 1x on COCO minival. At the mini preset "
     "data and model differ from the paper's: compare directions and gaps, not absolute values. "
     "FPS comes from `gfl-repro bench-model`, PCC from the LQE dump of each run (with each seed's "
     "bootstrap 95 % interval over val positives); until those have run they are missing."

@@ -55,9 +55,9 @@ def to_markdown(table: pd.DataFrame, metrics: list[str], title: str, note: str =
         lines.append(_line([*label, str(r["seeds"]), *(ours_cell(r, m) for m in metrics)]))
         blank = [""] * labelled
         lines.append(_line([PAPER_ROW, *blank, "", *(paper_cell(r, m) for m in metrics)]))
-    lines += ["", "Each experiment: ours, mean ± std over its complete seeds (\"missing\" until "
-              "all its runs are complete); beneath it the paper's value and, in brackets, ours − "
-              "paper."]  # fmt: skip
+    lines += ["", "Each experiment: ours, mean ± std over its complete seeds (\"missing\" while "
+              "one of its runs is still training); beneath it the paper's value and, in brackets, "
+              "ours − paper."]  # fmt: skip
     lines += _intervals(table, metrics)
     if note:
         lines += ["", note]
