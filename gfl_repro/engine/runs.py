@@ -186,6 +186,24 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU a run computed on: its model (with family and model numbers, which name the
+    generation when the name alone is generic) and the vector ISA torch's kernels use. Float
+    results differ between ISAs, so a CPU run's numbers are reproduced bit for bit only on its
+    own."""
+    fields = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = (x.strip() for x in line.partition(":"))
+            fields.setdefault(key, value)
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in fields:
+        name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return {"model": name, "capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def environment(dist: DistInfo) -> dict:
     versions = {}
     for name in PACKAGES:
@@ -202,6 +220,7 @@ def environment(dist: DistInfo) -> dict:
         "packages": versions,
         "git_commit": _git_commit(),
         "device": device,
+        "cpu": cpu(),
         "processes": dist.world_size,
         "threads": torch.get_num_threads(),
     }

@@ -3,9 +3,11 @@ folders written before the schema was one still readable."""
 
 import json
 
+import torch
+
 from experiments.registry import canonical_name, resolve, rows_of
 from gfl_repro.cli import main
-from gfl_repro.engine.runs import RunFolder, identity
+from gfl_repro.engine.runs import RunFolder, cpu, identity
 from gfl_repro.engine.sweep import PlannedRun, train_command
 
 
@@ -55,6 +57,17 @@ def test_train_writes_the_identity_into_env_json(tiny_root, tmp_path):
     assert env["rows"] == ["gflv2", "t1_topk_mean"] and env["seed"] == 3 and env["preset"] == "tiny"
     assert env["overrides"] == [f"data.root={tiny_root}"] and run.is_complete
     assert run.identity["rows"] == env["rows"]
+    # the ISA torch's kernels used: float results, so a CPU run's numbers, differ between them
+    assert env["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_the_cpu_record_names_the_generation_from_proc_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
+    )
+    assert cpu(info)["model"] == "AMD EPYC (family 25, model 17)"
 
 
 def test_rows_of_are_the_rows_with_one_config():
