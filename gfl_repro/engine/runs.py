@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from gfl_repro import cpu_kernels
 from gfl_repro.config import Config, ConfigError, from_dict, to_dict
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.errors import ToolkitError
@@ -201,7 +202,8 @@ def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     name = fields.get("model name") or platform.processor() or "unknown"
     if "cpu family" in fields:
         name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-    return {"model": name, "capability": torch.backends.cpu.get_cpu_capability()}
+    return {"model": name, "capability": torch.backends.cpu.get_cpu_capability(),
+            "pinned": cpu_kernels.pinned()}  # fmt: skip
 
 
 def environment(dist: DistInfo) -> dict:
