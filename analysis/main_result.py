@@ -65,8 +65,9 @@ def origin(runs: pd.DataFrame) -> str:
     p = provenance(runs[runs["experiment"].isin(PAIR)])
     untimed = f" ({p['untimed']} run(s) did not record it)" if p["untimed"] else ""
     return (f"Runs: {p['runs']} complete, from commit(s) {', '.join(c[:7] for c in p['commits'])}"
-            f", written on {', '.join(p['dates'])}; {p['hours']:.2f} device-hours of training, "
-            f"LQE dump and evaluation in all{untimed}.\n")  # fmt: skip
+            f", CPU kernels {', '.join(p['kernels'])}, written on {', '.join(p['dates'])}; "
+            f"{p['hours']:.2f} device-hours of training, LQE dump and evaluation in all"
+            f"{untimed}.\n")  # fmt: skip
 
 
 def main() -> None:

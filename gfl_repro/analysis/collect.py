@@ -80,16 +80,18 @@ def val_annotations(runs_dir: str | Path) -> Path | None:
 
 
 def provenance(runs: pd.DataFrame) -> dict:
-    """Where the complete runs of ``runs`` come from: their git commits, the UTC dates their
-    metrics were written, and their recorded device-hours (training, LQE dump, evaluation)."""
+    """Where the complete runs of ``runs`` come from: their git commits, CPU kernels (float
+    results differ between them), the UTC dates their metrics were written, and their recorded
+    device-hours (training, LQE dump, evaluation)."""
     done = [RunFolder(r) for r in runs.loc[runs["complete"], "run"]]
     commits = sorted({r.env.get("git_commit", "unknown") for r in done})
+    kernels = sorted({r.kernels for r in done})
     stamps = [(r / r.METRICS).stat().st_mtime for r in done]
     dates = sorted({time.strftime("%Y-%m-%d", time.gmtime(t)) for t in stamps})
     seconds = [recorded_seconds(r.path) for r in done]
     hours = sum(s for s in seconds if s is not None) / 3600
-    return {"runs": len(done), "commits": commits, "dates": dates, "hours": hours,
-            "untimed": sum(s is None for s in seconds)}  # fmt: skip
+    return {"runs": len(done), "commits": commits, "kernels": kernels, "dates": dates,
+            "hours": hours, "untimed": sum(s is None for s in seconds)}  # fmt: skip
 
 
 def compare_with_paper(

@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from gfl_repro.analysis.report import is_missing, ours_cell, paper_cell
 from gfl_repro.config import Config, ConfigError, from_dict, to_dict
-from gfl_repro.engine.runs import RunFolder
+from gfl_repro.engine.runs import RunFolder, kernels_name
 from gfl_repro.io import atomic_write_text
 
 PAGE = "index.html"
@@ -199,7 +199,7 @@ def base_config(configs: dict[str, dict], experiments: dict[str, str], name: str
     return {k: json.loads(v) for k, v in mode.items()}, "each field's most common value"
 
 
-ENV_KEYS = ("git_commit", "device", "processes", "threads", "python", "platform", "packages")
+ENV_KEYS = ("git_commit", "device", "cpu", "processes", "threads", "python", "platform", "packages")
 
 
 def environments(folders: list[RunFolder]) -> tuple[list[dict], dict[str, int]]:
@@ -214,6 +214,9 @@ def environments(folders: list[RunFolder]) -> tuple[list[dict], dict[str, int]]:
     envs = list(keys.values())
     for env in envs:
         env["packages"] = ", ".join(f"{k} {v}" for k, v in (env["packages"] or {}).items())
+        env["kernels"] = kernels_name(env["cpu"]) + (
+            f", {env['cpu']['model']}" if env["cpu"] else ""
+        )
     return envs, ids
 
 

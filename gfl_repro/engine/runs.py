@@ -113,6 +113,12 @@ class RunFolder:
         return kept[::-1]
 
     @property
+    def kernels(self) -> str:
+        """The CPU kernels the run computed with, from env.json: "AVX2 (pinned)", "AVX512", or
+        "unrecorded" for a run written before env.json recorded them."""
+        return kernels_name(self.env.get("cpu"))
+
+    @property
     def identity(self) -> dict:
         """preset, experiment, seed, rows, requested and overrides from env.json. Folders written
         before the schema was one (a Slurm job wrote no requested/overrides, a local run no rows)
@@ -204,6 +210,14 @@ def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
         name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
     return {"model": name, "capability": torch.backends.cpu.get_cpu_capability(),
             "pinned": cpu_kernels.pinned()}  # fmt: skip
+
+
+def kernels_name(cpu_record: dict | None) -> str:
+    """env.json's cpu record as one name: the ISA of torch's kernels, "(pinned)" when the
+    gfl_repro.cpu_kernels pin held, "unrecorded" without a record."""
+    if not cpu_record:
+        return "unrecorded"
+    return cpu_record["capability"] + (" (pinned)" if cpu_record.get("pinned") else "")
 
 
 def environment(dist: DistInfo) -> dict:

@@ -377,7 +377,7 @@ def test_main_result_per_seed_table_and_verdict(tmp_path, monkeypatch, capsys):
     assert "| mean ± std (3 seeds) | 70.00 ± 6.00 | 99.50 ± 0.87 | +29.50 ± 6.76 |" in text
     assert "No diagnostics.json in these runs yet" in text
     assert "### GFLV2 > GFLV1 in AP (Table 2, k = 0 vs k = 4): **supported**" in text
-    assert "Runs: 6 complete, from commit(s) 0123456, written on " in text
+    assert "Runs: 6 complete, from commit(s) 0123456, CPU kernels unrecorded, written on " in text
     seeds = (root / "results" / "mini" / "main_seeds.csv").read_text().splitlines()
     assert seeds[0] == "seed,gflv1,gflv2,diff" and len(seeds) == 4
 
