@@ -2,11 +2,12 @@
 on any machine it lands on.
 
 torch, oneDNN and MKL pick their kernels by the CPU's vector ISA, and float results differ between
-ISAs. A mini training is chaotic enough that the last bits grow into whole AP points: GFLV2 at
-mini, seeds 0 and 1, reached 29.42 and 29.30 AP with AVX-512 kernels against 26.90 and 25.20 with
-AVX2, same code and config. ``pin`` caps all three libraries at AVX2 where the CPU has it, which
-reproduces an AVX2 machine's runs bit for bit on an AVX-512 one (the tiny fingerprint of
-tests/engine/test_bit_identical.py), at some speed on the wider machine.
+ISAs. A mini training is chaotic enough that the last bits grow into another run: GFLV2 at mini,
+seeds 0-3, reached 29.42, 29.30, 26.14 and 26.72 AP with AVX-512 kernels against 26.90, 25.20,
+25.51 and 26.52 with AVX2, same code and config (a difference of +1.86 ± 1.80 AP, no shift
+beyond noise over 4 seeds: the ISA acts as another seed). ``pin`` caps all three libraries at AVX2
+where the CPU has it, which reproduces an AVX2 machine's runs bit for bit on an AVX-512 one (the
+tiny fingerprint of tests/engine/test_bit_identical.py), at some speed on the wider machine.
 
 The libraries read these variables once, when they first load, so the pin is set when the
 package is imported (``gfl_repro/__init__.py``), before the package imports torch: every entry
