@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from gfl_repro.analysis.report import is_missing, ours_cell, paper_cell
 from gfl_repro.config import Config, ConfigError, from_dict, to_dict
-from gfl_repro.engine.runs import RunFolder, kernels_name
+from gfl_repro.engine.runs import RunFolder
 from gfl_repro.io import atomic_write_text
 
 PAGE = "index.html"
@@ -214,9 +214,8 @@ def environments(folders: list[RunFolder]) -> tuple[list[dict], dict[str, int]]:
     envs = list(keys.values())
     for env in envs:
         env["packages"] = ", ".join(f"{k} {v}" for k, v in (env["packages"] or {}).items())
-        env["kernels"] = kernels_name(env["cpu"]) + (
-            f", {env['cpu']['model']}" if env["cpu"] else ""
-        )
+        cpu = env["cpu"]  # None before env.json recorded it
+        env["kernels"] = f"{cpu['capability']}, {cpu['model']}" if cpu else "unrecorded"
     return envs, ids
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from gfl_repro import cpu_kernels
 from gfl_repro.config import Config, ConfigError, from_dict, to_dict
 from gfl_repro.engine.distributed import DistInfo
 from gfl_repro.errors import ToolkitError
@@ -114,9 +113,9 @@ class RunFolder:
 
     @property
     def kernels(self) -> str:
-        """The CPU kernels the run computed with, from env.json: "AVX2 (pinned)", "AVX512", or
-        "unrecorded" for a run written before env.json recorded them."""
-        return kernels_name(self.env.get("cpu"))
+        """The vector ISA of the CPU kernels the run computed with, from env.json ("AVX2",
+        "AVX512"), or "unrecorded" for a run written before env.json recorded it."""
+        return (self.env.get("cpu") or {}).get("capability", "unrecorded")
 
     @property
     def identity(self) -> dict:
@@ -208,16 +207,7 @@ def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     name = fields.get("model name") or platform.processor() or "unknown"
     if "cpu family" in fields:
         name += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-    return {"model": name, "capability": torch.backends.cpu.get_cpu_capability(),
-            "pinned": cpu_kernels.pinned()}  # fmt: skip
-
-
-def kernels_name(cpu_record: dict | None) -> str:
-    """env.json's cpu record as one name: the ISA of torch's kernels, "(pinned)" when the
-    gfl_repro.cpu_kernels pin held, "unrecorded" without a record."""
-    if not cpu_record:
-        return "unrecorded"
-    return cpu_record["capability"] + (" (pinned)" if cpu_record.get("pinned") else "")
+    return {"model": name, "capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def environment(dist: DistInfo) -> dict:

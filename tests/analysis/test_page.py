@@ -17,6 +17,7 @@ from gfl_repro.analysis.collect import collect_runs, compare_with_paper
 from gfl_repro.analysis.report import to_markdown, write_table
 from gfl_repro.cli import main
 from gfl_repro.config import apply_overrides, to_dict
+from gfl_repro.engine.runs import RunFolder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -196,6 +197,20 @@ def test_runs_with_their_config_difference_and_environment(rendered):
     assert shot.stat().st_size > 10_000
     with Image.open(shot) as image:
         assert image.size == (1200, 2000)
+
+
+def test_environments_name_the_cpu_kernels_or_say_unrecorded(tmp_path):
+    cpu = {"model": "AMD EPYC (family 25, model 17)", "capability": "AVX512"}
+    folders = []
+    for seed, env in enumerate([{**ENV, "cpu": cpu}, ENV, {**ENV, "cpu": cpu}]):
+        folder = RunFolder(tmp_path / f"seed{seed}")
+        folder.path.mkdir()
+        (folder / "env.json").write_text(json.dumps(env))
+        folders.append(folder)
+    envs, ids = page.environments(folders)
+    assert [(e["kernels"], e["runs"]) for e in envs] == [
+        ("AVX512, AMD EPYC (family 25, model 17)", 2), ("unrecorded", 1)]  # fmt: skip
+    assert [ids[str(f.path)] for f in folders] == [1, 2, 1]
 
 
 def test_verdicts_counted_with_a_group_part_by_part():

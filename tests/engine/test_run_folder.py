@@ -7,7 +7,7 @@ import torch
 
 from experiments.registry import canonical_name, resolve, rows_of
 from gfl_repro.cli import main
-from gfl_repro.engine.runs import RunFolder, cpu, identity, kernels_name
+from gfl_repro.engine.runs import RunFolder, cpu, identity
 from gfl_repro.engine.sweep import PlannedRun, train_command
 
 
@@ -68,13 +68,6 @@ def test_the_cpu_record_names_the_generation_from_proc_cpuinfo(tmp_path):
         "processor\t: 1\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\n"
     )
     assert cpu(info)["model"] == "AMD EPYC (family 25, model 17)"
-
-
-def test_kernels_name_the_isa_and_whether_it_was_pinned():
-    pin = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    assert kernels_name({"model": "x", "capability": "AVX2", "pinned": pin}) == "AVX2 (pinned)"
-    assert kernels_name({"model": "x", "capability": "AVX512", "pinned": {}}) == "AVX512"
-    assert kernels_name(None) == "unrecorded"  # env.json before the record
 
 
 def test_rows_of_are_the_rows_with_one_config():
