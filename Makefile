@@ -7,6 +7,10 @@ PRESET ?= mini
 SEEDS ?= 1
 JOBS ?= 1
 MAIN_SEEDS ?= 5
+# RECORDS=DIR: the sweeps unpack the run records of DIR first and pack each run there as it
+# completes (gfl-repro pack-runs), for machines that keep nothing between sessions.
+RECORDS ?=
+SWEEP_RECORDS = $(if $(RECORDS),--records $(RECORDS))
 
 .PHONY: setup test lint format demo reproduce data clean all-tables plan figures bench gpu-check report regime \
 	table1 table2 table3 table4 table5 table6 table7 table8
@@ -47,7 +51,7 @@ reproduce: setup
 # One paper table: its missing runs (shared runs once), bench-model for the speed columns of
 # runs not yet timed, then results/$(PRESET)/tableN.{csv,md}.
 table1 table2 table3 table4 table5 table6 table8: setup
-	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench
+	$(BIN)/gfl-repro sweep $(@:table%=%) --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench $(SWEEP_RECORDS)
 
 table7: setup
 	@case "$(PRESET)" in coco*) ;; *) echo "table7 runs at the COCO presets only" >&2; exit 2;; esac
@@ -56,8 +60,8 @@ table7: setup
 # Every table but 7 at SEEDS seeds with the main pair (GFLV1, GFLV2) at MAIN_SEEDS, bench-model
 # for the speed columns, then main.md, every table, figure, claims.md and the results page.
 all-tables: setup
-	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(MAIN_SEEDS) --jobs $(JOBS)
-	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench
+	$(BIN)/gfl-repro sweep main --preset $(PRESET) --seeds $(MAIN_SEEDS) --jobs $(JOBS) $(SWEEP_RECORDS)
+	$(BIN)/gfl-repro sweep all --preset $(PRESET) --seeds $(SEEDS) --jobs $(JOBS) --bench $(SWEEP_RECORDS)
 	$(BIN)/python analysis/main_result.py --preset $(PRESET)
 	$(BIN)/python analysis/figures.py --preset $(PRESET)
 	$(MAKE) report

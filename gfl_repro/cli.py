@@ -119,14 +119,31 @@ def _speed_rows(numbers: tuple[str, ...]) -> set[str]:
     return {e.name for n in numbers if set(COLUMNS.get(n, ())) & set(SPEED) for e in table(n)}
 
 
+def _packer(records: Path | None):
+    """With --records: a callback that packs a run's record the moment it completes."""
+    if records is None:
+        return None
+    from gfl_repro.engine import archive
+
+    def pack(run) -> None:
+        path = archive.record_path(records, run.run_dir)
+        archive.pack_run(run.run_dir, path)
+        print(f"record written: {path}", flush=True)
+
+    return pack
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from experiments.presets import COSTS
     from experiments.registry import canonical_name, resolve, rows_of, table
     from experiments.tables import paper_table
-    from gfl_repro.engine import sweep
+    from gfl_repro.engine import archive, sweep
 
     numbers = _table_numbers(args.table)
     rows = [e.name for number in numbers for e in table(number)]
+    if args.records and not args.dry_run and args.records.is_dir():
+        tally = archive.unpack(args.records, args.runs / args.preset)
+        print(f"run records of {args.records} unpacked: {tally}")
     runs = sweep.plan(rows, args.preset, args.seeds, resolve, canonical_name, args.runs)
     for run in runs:  # the folder records every row it stands for, not only the ones asked
         run.rows = sorted({*run.rows, *rows_of(run.name, args.preset)})
@@ -141,9 +158,13 @@ def _sweep(args: argparse.Namespace) -> int:
         folder = args.runs / args.preset / "slurm"
         sweep.submit_slurm(runs, args.preset, _options(sweep.SlurmOptions, args), folder)
         return 0
-    failed = sweep.run_local(runs, args.preset, lambda r: sweep.wall_seconds(cost, r), args.jobs)
+    failed = sweep.run_local(runs, args.preset, lambda r: sweep.wall_seconds(cost, r), args.jobs,
+                             _packer(args.records))  # fmt: skip
     if args.bench:
         sweep.bench_unbenched(runs, _speed_rows(numbers), args.results)
+    if args.records:  # bench-model's files, and anything else added to a complete run
+        tally = archive.pack(args.runs / args.preset, args.records)
+        print(f"run records of {args.records} packed: {tally}")
     for number in numbers:
         if number != "main":
             print(paper_table(number, args.preset, args.runs, args.results)[2])
@@ -407,6 +428,10 @@ def _add_sweep(sub: Subparsers, parents: Parents) -> None:
     p.add_argument("--bench", action="store_true",
                    help="after training locally, time the complete runs of the tables' "
                         "speed columns that have no bench_model.json (bench-model)")  # fmt: skip
+    p.add_argument("--records", type=Path, default=None,
+                   help="a folder of run records (pack-runs): unpacked into RUNS/PRESET first; "
+                        "each run that completes is packed there at once (for machines that "
+                        "keep nothing between sessions)")  # fmt: skip
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--gpus-per-node", type=int, default=8)
     p.add_argument("--cpus-per-task", type=int, default=5)

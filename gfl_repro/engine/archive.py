@@ -69,6 +69,11 @@ def pack_run(run_dir: Path, archive: Path) -> bool:
     return True
 
 
+def record_path(dest: Path, run_dir: Path) -> Path:
+    """Where the record of ``run_dir`` (``.../<experiment>/seed<S>``) goes under ``dest``."""
+    return dest / run_dir.parent.name / f"{run_dir.name}{SUFFIX}"
+
+
 def pack(runs_root: Path, dest: Path) -> Tally:
     """Pack every complete run ``runs_root/<experiment>/seed<S>/`` into
     ``dest/<experiment>/seed<S>.tar.xz``; an incomplete one is skipped and named."""
@@ -78,7 +83,7 @@ def pack(runs_root: Path, dest: Path) -> Tally:
         if not RunFolder(run_dir).is_complete:
             tally.notes.append(f"{name}: skipped, not complete (no {RunFolder.METRICS})")
             continue
-        written = pack_run(run_dir, dest / run_dir.parent.name / f"{run_dir.name}{SUFFIX}")
+        written = pack_run(run_dir, record_path(dest, run_dir))
         (tally.written if written else tally.unchanged).append(name)
     return tally
 

@@ -169,10 +169,12 @@ def train_command(run: PlannedRun, preset: str) -> list[str]:
 
 
 def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[PlannedRun], float],
-              jobs: int = 1) -> list[PlannedRun]:  # fmt: skip
+              jobs: int = 1, on_done: Callable[[PlannedRun], None] | None = None,
+              ) -> list[PlannedRun]:  # fmt: skip
     """Run the runs that are not complete, in order, ``jobs`` at once: each slot (its GPU, or its
     share of the CPU cores) takes the next run as soon as its own run ends, so a short run never
-    waits for a long one beside it. Returns the runs that failed, in order."""
+    waits for a long one beside it. ``on_done`` is called with each run that completes, in its
+    slot (to pack its record). Returns the runs that failed, in order."""
     pending = [r for r in runs if r.status != "complete"]
     failed, start, lock = set(), time.time(), threading.Lock()
     left = [sum(seconds_per_run(r) for r in pending)]
@@ -189,6 +191,8 @@ def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[Pl
                       f"elapsed, about {rest:.0f} min left (estimated)", flush=True)  # fmt: skip
             proc = subprocess.Popen(train_command(run, preset), env=_device_env(slot, jobs))
             ok = proc.wait() == 0 and is_complete(run.run_dir)
+            if ok and on_done is not None:
+                on_done(run)
         finally:
             slots.put(slot)
         with lock:

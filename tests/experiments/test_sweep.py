@@ -3,6 +3,7 @@ the submitit path, and the generated sbatch parameters."""
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -59,6 +60,25 @@ def test_a_reissued_sweep_runs_only_the_missing_runs(in_tmp, monkeypatch):
     assert launched == ["gflv1"]  # resumed from its checkpoint; gflv2 untouched
     launched.clear()
     assert sweep.run_local(_plan(["t2_k0", "gflv2"]), "tiny", seconds) == [] and launched == []
+
+
+def test_a_sweep_with_records_packs_each_run_and_a_new_machine_trains_none(in_tmp, monkeypatch,
+                                                                           capsys):  # fmt: skip
+    from gfl_repro.cli import main
+
+    assert main(["sweep", "main", "--preset", "tiny", "--records", "rec"]) == 0
+    records = sorted(p.relative_to("rec").as_posix() for p in Path("rec").rglob("*.tar.xz"))
+    assert records == ["gflv1/seed0.tar.xz", "gflv2/seed0.tar.xz"]
+    assert "record written: rec/gflv1/seed0.tar.xz" in capsys.readouterr().out
+
+    launched = []
+    monkeypatch.setattr(sweep.subprocess, "Popen", lambda cmd, **kw: launched.append(cmd))
+    metrics = Path("runs/tiny/gflv2/seed0/metrics.json").read_bytes()
+    shutil.rmtree("runs")  # a new machine: the records are all that is left
+    assert main(["sweep", "main", "--preset", "tiny", "--records", "rec"]) == 0
+    assert launched == []  # both runs came back complete: nothing to train
+    assert Path("runs/tiny/gflv2/seed0/metrics.json").read_bytes() == metrics
+    assert "rec unpacked: 2 written, 0 unchanged" in capsys.readouterr().out
 
 
 def test_plan_shows_what_complete_runs_took(in_tmp):
