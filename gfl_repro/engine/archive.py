@@ -1,8 +1,11 @@
 """Run records: a complete run folder without its checkpoints, one ``.tar.xz`` per run.
 
-Analysis reads only run folders, so a run's record (metrics, detections, LQE dumps, logs,
-bench and example files: everything but the ``*.pth`` checkpoints) is all a table, a claim or a
-figure needs. ``pack`` writes ``<dest>/<experiment>/seed<S>.tar.xz`` for each complete run under
+Analysis reads only run folders, so a run's record (metrics, detections, LQE dumps, logs and
+bench files) is all a table or a claim needs. Left out: the ``*.pth`` checkpoints, except that
+seed 0 keeps its last one, so that every experiment keeps a trained model (for bench-model,
+whose timing includes post-processing and so depends on the weights, for the example figures,
+``test`` and ``predict``); and ``examples/``, which the probe writes again from that checkpoint.
+``pack`` writes ``<dest>/<experiment>/seed<S>.tar.xz`` for each complete run under
 ``runs/<preset>/``; ``unpack`` puts them back. They carry finished runs from a cluster to a
 laptop, and a long sweep across machines that keep nothing but a repository: a re-issued sweep
 skips the runs unpacked complete.
@@ -18,10 +21,11 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.engine.runs import RunFolder, RunFolderError
 
 SUFFIX = ".tar.xz"
-LEFT_OUT = "*.pth"  # checkpoints: the only files a table never reads
+EXAMPLES = "examples"  # the probe's output, written again from seed 0's checkpoint
 
 
 @dataclass
@@ -39,8 +43,12 @@ class Tally:
 
 
 def record_files(run_dir: Path) -> list[Path]:
-    """The files of a run's record, sorted: every file under the folder but checkpoints."""
-    files = (p for p in run_dir.rglob("*") if p.is_file() and not p.match(LEFT_OUT))
+    """The files of a run's record, sorted: every file under the folder but examples/ and the
+    checkpoints, of which seed 0 keeps its last."""
+    kept = latest_checkpoint(run_dir) if run_dir.name == "seed0" else None
+    files = [p for p in run_dir.rglob("*")
+             if p.is_file() and p.relative_to(run_dir).parts[0] != EXAMPLES
+             and (p.suffix != ".pth" or p == kept)]  # fmt: skip
     return sorted(files, key=lambda p: p.relative_to(run_dir).as_posix())
 
 

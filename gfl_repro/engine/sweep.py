@@ -136,14 +136,17 @@ def format_plan(runs: list[PlannedRun], seconds_per_run: Callable[[PlannedRun], 
 
 
 def unbenched(runs: list[PlannedRun], rows: set[str]) -> list[Path]:
-    """Folders of the complete runs standing for any of ``rows`` that have no bench_model.json
-    yet: what ``gfl-repro bench-model`` still has to time for the tables' speed columns."""
+    """Folders of the complete runs standing for any of ``rows`` that have a checkpoint and no
+    bench_model.json yet: what ``gfl-repro bench-model`` still has to time for the tables' speed
+    columns. A run without a checkpoint (unpacked from a record) is not timed: bench-model would
+    time a fresh initialisation, whose post-processing sees almost no detection."""
     return [
         run.run_dir
         for run in runs
         if set(run.rows) & rows
         and run.status == "complete"
         and not (run.run_dir / RunFolder.BENCH).is_file()
+        and latest_checkpoint(run.run_dir) is not None
     ]
 
 

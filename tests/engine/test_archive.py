@@ -15,12 +15,13 @@ from gfl_repro.engine.runs import RunFolder, RunFolderError
 
 T0 = 1_700_000_000  # a fixed mtime for every file, so two packs can be compared byte for byte
 RECORD = {"config.json": "{}", "metrics.json": '{"bbox_mAP": 0.25}', "detections.json": "[]",
-          "metrics.jsonl": '{"iter": 3}\n', "examples/examples.json": "{}"}  # fmt: skip
+          "metrics.jsonl": '{"iter": 3}\n', "test/iter_12/metrics.json": "{}"}  # fmt: skip
+LEFT_OUT = {"iter_3.pth": "weights", "iter_12.pth": "weights", "examples/examples.json": "{}"}
 
 
-def _run(root, experiment="gflv2", seed=0, files=RECORD, checkpoints=("iter_3.pth",)):
+def _run(root, experiment="gflv2", seed=0, files=RECORD):
     run = RunFolder.of("mini", experiment, seed, root)
-    for name, text in {**files, **{c: "weights" for c in checkpoints}}.items():
+    for name, text in {**files, **LEFT_OUT}.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(text)
         os.utime(run / name, (T0, T0))
@@ -32,22 +33,25 @@ def _tree(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-def test_a_complete_run_round_trips_without_checkpoints(tmp_path, capsys):
-    run = _run(tmp_path / "runs")
+def test_a_complete_run_round_trips_with_only_seed_0s_last_checkpoint(tmp_path, capsys):
+    seed0, seed1 = _run(tmp_path / "runs"), _run(tmp_path / "runs", seed=1)
     _run(tmp_path / "runs", "gflv1", 1, files={"config.json": "{}"})  # training, not complete
     assert main(["pack-runs", "--runs", str(tmp_path / "runs"), str(tmp_path / "rec")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("1 written, 0 unchanged")
+    assert out.startswith("2 written, 0 unchanged")
     assert "gflv1/seed1: skipped, not complete (no metrics.json)" in out
     archive = tmp_path / "rec" / "gflv2" / "seed0.tar.xz"
-    with tarfile.open(archive) as tar:
-        assert tar.getnames() == sorted(RECORD)  # sorted, and no iter_3.pth
+    with tarfile.open(archive) as tar:  # sorted; iter_12 is the last by number, not by name
+        assert tar.getnames() == sorted([*RECORD, "iter_12.pth"])
         assert {(m.uid, m.gid, m.uname, m.mtime) for m in tar.getmembers()} == {(0, 0, "", T0)}
+    with tarfile.open(tmp_path / "rec" / "gflv2" / "seed1.tar.xz") as tar:
+        assert tar.getnames() == sorted(RECORD)  # no checkpoint, no examples/
 
     assert main(["unpack-runs", "--runs", str(tmp_path / "back"), str(tmp_path / "rec")]) == 0
-    assert capsys.readouterr().out.startswith("1 written, 0 unchanged")
-    expected = {k: v for k, v in _tree(run.path).items() if k != "iter_3.pth"}
-    assert _tree(tmp_path / "back" / "mini" / "gflv2" / "seed0") == expected
+    assert capsys.readouterr().out.startswith("2 written, 0 unchanged")
+    for run, kept in ((seed0, {*RECORD, "iter_12.pth"}), (seed1, set(RECORD))):
+        expected = {k: v for k, v in _tree(run.path).items() if k in kept}
+        assert _tree(tmp_path / "back" / "mini" / "gflv2" / run.path.name) == expected
 
 
 def test_packing_is_deterministic_and_redoes_only_a_changed_folder(tmp_path):
@@ -78,7 +82,7 @@ def test_unpack_keeps_a_complete_folder_and_replaces_an_incomplete_one(tmp_path)
     assert (tally.written, tally.unchanged) == (["gflv2/seed1"], ["gflv2/seed0"])
     assert tally.notes == ["gflv2/seed1: replaced an incomplete folder"]
     assert (kept / "metrics.json").read_text() == '{"bbox_mAP": 0.3}'  # its own, not the record
-    assert sorted(_tree(partial.path)) == sorted(RECORD)  # the stale checkpoint and log are gone
+    assert sorted(_tree(partial.path)) == sorted(RECORD)  # the stale checkpoints and log are gone
 
 
 def _archive(path, members: dict[str, bytes]):

@@ -114,6 +114,8 @@ def test_bench_times_the_speed_tables_runs_once(in_tmp, capsys):
     (extra[0].run_dir).mkdir(parents=True)
     (extra[0].run_dir / "metrics.json").write_text("{}")
     assert sweep.unbenched(extra, {"t6_gflv2"}) == []
+    assert sweep.unbenched(extra, {"t2_k1_p64"}) == []  # no checkpoint: fresh weights, not timed
+    (extra[0].run_dir / "iter_3.pth").write_bytes(b"")
     assert sweep.unbenched(extra, {"t2_k1_p64"}) == [extra[0].run_dir]
 
 
