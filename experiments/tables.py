@@ -24,8 +24,9 @@ NOTE = (
     "column (a row with a run still training is missing; a sweep still under way can leave a "
     "row on fewer seeds than it asked for). Paper: R-50 1x on COCO minival. At the mini preset "
     "data and model differ from the paper's: compare directions and gaps, not absolute values. "
-    "FPS comes from `gfl-repro bench-model`, PCC from the LQE dump of each run (with each seed's "
-    "bootstrap 95 % interval over val positives); until those have run they are missing."
+    "FPS comes from `gfl-repro bench-model`, over the seeds it timed (a run restored from its "
+    "record keeps a checkpoint only at seed 0), PCC from the LQE dump of each run (with each "
+    "seed's bootstrap 95 % interval over val positives); until those have run they are missing."
 )
 
 

@@ -104,7 +104,8 @@ def compare_with_paper(
 
     ``rows`` are experiment names, or (row name, run name) pairs when rows share a run folder.
     A row whose runs are not all complete is shown as missing (NaN), never filled in; so is a
-    column that the runs do not measure.
+    column that the runs do not measure. A speed column (SPEED, from bench-model) averages the
+    seeds that were timed, since speed does not depend on the seed; ``{metric}_n`` counts them.
     """
     out = []
     for item in rows:
@@ -116,12 +117,14 @@ def compare_with_paper(
         nan = float("nan")
         for m in columns:
             digits = 3 if m == "PCC" else 1
-            have = ok and m in done and done[m].notna().all()
-            mean = done[m].mean() if have else nan
+            values = done[m] if ok and m in done else pd.Series(dtype=float)
+            values = values.dropna() if m in SPEED else values  # the seeds that were timed
+            have = len(values) > 0 and values.notna().all()
+            mean = values.mean() if have else nan
             row[m] = round(mean, digits) if have else nan
-            std = round(done[m].std(ddof=1), digits + 1) if have and len(done) > 1 else nan
+            std = round(values.std(ddof=1), digits + 1) if have and len(values) > 1 else nan
             row[f"{m}_std"] = std
-            row[f"{m}_n"] = len(done) if have else 0  # the seeds behind the cell
+            row[f"{m}_n"] = len(values) if have else 0  # the seeds behind the cell
             row[f"{m}_paper"] = paper.get(row_name, {}).get(m, nan)
             row[f"{m}_diff"] = round(mean - row[f"{m}_paper"], digits) if have else nan
         out.append(row)

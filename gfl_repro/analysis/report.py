@@ -22,12 +22,16 @@ def digits(metric: str) -> int:
 
 
 def ours_cell(row, metric: str) -> str:
-    """Ours: the mean over the row's complete seeds ± their std (no std with one seed);
-    "missing" when the row's runs are not all complete or do not measure ``metric``."""
+    """Ours: the mean over the row's complete seeds ± their std (no std with one seed), and
+    "(n of N seeds)" when fewer seeds stand behind the cell than behind the row (a speed column:
+    the seeds that were timed); "missing" when the row's runs are not all complete or do not
+    measure ``metric``."""
     d, value, std = digits(metric), row.get(metric), row.get(f"{metric}_std")
     if is_missing(value):
         return MISSING
-    return f"{value:.{d}f}" + ("" if is_missing(std) else f" ± {std:.{d + 1}f}")
+    n, seeds = row.get(f"{metric}_n"), row.get("seeds")
+    fewer = "" if is_missing(n) or is_missing(seeds) or n >= seeds else f" ({n} of {seeds} seeds)"
+    return f"{value:.{d}f}" + ("" if is_missing(std) else f" ± {std:.{d + 1}f}") + fewer
 
 
 def paper_cell(row, metric: str) -> str:

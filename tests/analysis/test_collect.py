@@ -37,6 +37,21 @@ def test_compare_with_paper_means_stds_and_missing(tmp_path):
     assert "| gflv2 | 2 | 31.0 ± 1.41 |\n| ↳ *paper (Δ)* |  | 41.1 (-10.1) |\n" in md
 
 
+def test_a_speed_column_averages_the_seeds_that_were_timed(tmp_path):
+    for seed, ap in enumerate((0.30, 0.32, 0.34)):
+        _run(tmp_path, "gflv2", seed, ap)
+    for seed, fps in ((0, 20.0), (2, 24.0)):  # seed 1 kept no checkpoint: not timed
+        bench = {"fps": fps, "training_hours": 0.5}
+        (tmp_path / "mini" / "gflv2" / f"seed{seed}" / "bench_model.json").write_text(
+            json.dumps(bench))  # fmt: skip
+    table = compare_with_paper(collect_runs(tmp_path), {}, ["gflv2"], ("AP", "FPS"))
+    assert math.isclose(table.loc[0, "FPS"], 22.0) and table.loc[0, "FPS_n"] == 2
+    assert math.isclose(table.loc[0, "FPS_std"], round(math.sqrt(8.0), 2))  # 20, 24 -> 2.83
+    assert math.isclose(table.loc[0, "AP"], 32.0) and table.loc[0, "AP_n"] == 3
+    md = to_markdown(table, ["AP", "FPS"], "t")
+    assert "| gflv2 | 3 | 32.0 ± 2.00 | 22.0 ± 2.83 (2 of 3 seeds) |" in md
+
+
 def test_table6_shows_each_seeds_pcc_interval(tmp_path):
     import numpy as np
 
