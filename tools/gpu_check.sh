@@ -9,15 +9,15 @@ out=${1:-results/gpu}
 mkdir -p "$out"
 PYTHON=${PYTHON:-python3}
 
-# Set up. A machine without the package index (a lent GPU node) uses the torch it has: a venv on
-# top of the system's packages and this package installed without dependencies.
+# Set up. A machine without the package index (a lent GPU node) uses the Python and torch it
+# has, with the source tree on PYTHONPATH (below): no venv, since its python3 may itself be a venv
+# whose packages a --system-site-packages venv would not see, and its Python may be newer than
+# pyproject's range. A package it lacks (pycocotools, tidecv-light) travels as a wheel: pip
+# install --target DIR, and DIR on PYTHONPATH before calling this script.
 if [ -x .venv/bin/python ] && .venv/bin/python -c "import gfl_repro, torch" 2>/dev/null; then
   py=.venv/bin/python
 elif "$PYTHON" -c "import torch, torchvision, pycocotools, scipy, pandas" 2>/dev/null; then
-  [ -x .venv-gpu/bin/python ] || "$PYTHON" -m venv --system-site-packages .venv-gpu
-  .venv-gpu/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . \
-    || echo "gpu_check: editable install failed; running from the source tree" >&2
-  py=.venv-gpu/bin/python
+  py=$PYTHON
 else
   make setup
   py=.venv/bin/python
