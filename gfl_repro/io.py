@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 
-def _replace(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace is atomic
     try:
@@ -19,11 +20,11 @@ def _replace(path: Path, write) -> None:
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    _replace(Path(path), lambda tmp: torch.save(obj, tmp))
+    atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    _replace(Path(path), lambda tmp: tmp.write_text(text))
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def atomic_write_json(path: str | Path, data) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gfl_repro.engine.checkpoint import latest_checkpoint
 from gfl_repro.engine.runs import RunFolder, RunFolderError
+from gfl_repro.io import atomic_write
 
 SUFFIX = ".tar.xz"
 EXAMPLES = "examples"  # the probe's output, written again from seed 0's checkpoint
@@ -65,15 +66,13 @@ def pack_run(run_dir: Path, archive: Path) -> bool:
     newest = max(p.stat().st_mtime for p in files)
     if archive.is_file() and archive.stat().st_mtime >= newest:
         return False
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with tarfile.open(tmp, "w:xz", preset=9) as tar:
             for path in files:
                 tar.add(path, arcname=path.relative_to(run_dir).as_posix(), filter=_clean)
-        os.replace(tmp, archive)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(archive, write)
     return True
 
 
