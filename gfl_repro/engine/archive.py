@@ -15,6 +15,7 @@ an unchanged folder twice writes the same bytes, and it is rewritten only when a
 folder is newer than it (a later ``bench_model.json`` or ``examples/``).
 """
 
+import lzma
 import os
 import shutil
 import tarfile
@@ -111,7 +112,7 @@ def unpack_run(archive: Path, run_dir: Path) -> None:
             raise RunFolderError(f"{archive}: not a complete run (no {RunFolder.METRICS})")
         shutil.rmtree(run_dir, ignore_errors=True)
         os.replace(tmp, run_dir)
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, lzma.LZMAError, EOFError, OSError) as e:
         raise RunFolderError(f"{archive}: cannot be unpacked ({e})") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ is an error naming it."""
 
 import io
 import os
+import random
 import re
 import tarfile
 
@@ -109,9 +110,17 @@ def test_an_archive_that_is_not_a_run_record_is_an_error_naming_it(tmp_path, mem
     assert not (tmp_path / "runs" / "gflv2" / "seed0").exists()  # nothing half-written
 
 
-def test_a_truncated_archive_is_an_error_naming_it(tmp_path, capsys):
-    pack(_run(tmp_path / "runs").path.parent.parent, tmp_path / "rec")
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[:100],  # cut short
+     lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0xFF]) + b[len(b) // 2 + 1 :]],  # flipped
+    ids=["truncated", "corrupt-mid-stream"],
+)  # fmt: skip
+def test_a_damaged_archive_is_an_error_naming_it(tmp_path, capsys, damage):
+    files = {**RECORD, "detections.json": random.Random(0).randbytes(40_000).hex()}  # long stream
+    pack(_run(tmp_path / "runs", files=files).path.parent.parent, tmp_path / "rec")
     archive = tmp_path / "rec" / "gflv2" / "seed0.tar.xz"
-    archive.write_bytes(archive.read_bytes()[:100])
+    archive.write_bytes(damage(archive.read_bytes()))
     assert main(["unpack-runs", "--runs", str(tmp_path / "back"), str(tmp_path / "rec")]) == 2
     assert f"{archive}: cannot be unpacked" in capsys.readouterr().err
+    assert not (tmp_path / "back" / "gflv2" / "seed0").exists()  # nothing half-written
