@@ -20,7 +20,8 @@ A row's runs are the run folders that record standing for it (``tables.RowIndex`
 folder's env.json); rows of different tables with one config share those folders.
 
 claims.json: {"preset", "bootstrap" (resamples), "min_seeds", "method" (the text under the
-heading of claims.md), "claims": [claim]}. A claim: {"title", "verdict" (None for a group such as
+heading of claims.md), "verdicts" (how many claims have each verdict, as ``ClaimReport.counts``),
+"claims": [claim]}. A claim: {"title", "verdict" (None for a group such as
 Table 5's, whose "parts" carry the verdicts), "seeds" (that the verdict rests on; 0 when not run,
 None for a group), "unit" ("AP" or "PCC"), "mean", "low", "high", "p" (the mean difference b - a
 over the seeds and its 95 % interval; low, high and p None with one seed), "paper" (the paper's
@@ -282,6 +283,7 @@ class ClaimReport:
             "bootstrap": self.n_boot,
             "min_seeds": MIN_SEEDS,
             "method": method(self.n_boot),
+            "verdicts": self.counts(),
             "claims": [c.record() for c in self.claims],
         }
 

@@ -61,17 +61,12 @@ FIGURES = {
 
 def read_claims(results: Path) -> dict | None:
     """claims.json of experiments/claims.py (its module docstring gives the schema): the method
-    text, and the claims with their verdicts, numbers, lines and parts; None when absent. A
-    results folder written before claims.json existed has only claims.md, which is not parsed:
-    ``make figures`` writes both."""
+    text, the tally of verdicts, and the claims with their verdicts, numbers, lines and parts;
+    None when absent. A results folder written before claims.json existed has only claims.md,
+    which is not parsed, and a claims.json written before the tally was recorded shows none:
+    ``make figures`` writes both anew."""
     path = results / "claims.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def verdict_counts(claims: list[dict]) -> dict[str, int]:
-    """How many claims (a group's parts counted one by one) have each verdict."""
-    verdicts = [p["verdict"] for c in claims for p in (c["parts"] or [c]) if p["verdict"]]
-    return dict(Counter(verdicts).most_common())
 
 
 def inline_markdown(text: str) -> Markup:
@@ -290,13 +285,13 @@ def build_page(runs_dir: str | Path, results_dir: str | Path, preset: str,
     and the run folders under ``runs_dir``; the config differences are from ``base`` (a nested
     config dict) when given, else from a run of ``base_experiment``."""
     results_dir = Path(results_dir)
-    found = read_claims(results_dir) or {"method": "", "claims": []}
+    found = read_claims(results_dir) or {"method": "", "claims": [], "verdicts": {}}
     context = {
         "preset": preset,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "claims_intro": found["method"],
         "claims": found["claims"],
-        "verdicts": verdict_counts(found["claims"]),
+        "verdicts": found.get("verdicts", {}),
         "tables": read_tables(results_dir),
         "figures": figure_list(results_dir),
         **run_list(Path(runs_dir), base, base_experiment),
