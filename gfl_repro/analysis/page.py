@@ -285,7 +285,7 @@ def build_page(runs_dir: str | Path, results_dir: str | Path, preset: str,
     and the run folders under ``runs_dir``; the config differences are from ``base`` (a nested
     config dict) when given, else from a run of ``base_experiment``."""
     results_dir = Path(results_dir)
-    found = read_claims(results_dir) or {"method": "", "claims": [], "verdicts": {}}
+    found = read_claims(results_dir) or {"method": "", "claims": []}
     context = {
         "preset": preset,
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
