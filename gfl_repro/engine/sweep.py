@@ -173,25 +173,30 @@ def train_command(run: PlannedRun, preset: str) -> list[str]:
 
 def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[PlannedRun], float],
               jobs: int = 1, on_done: Callable[[PlannedRun], None] | None = None,
-              ) -> list[PlannedRun]:  # fmt: skip
+              clock: Callable[[], float] = time.monotonic) -> list[PlannedRun]:  # fmt: skip
     """Run the runs that are not complete, in order, ``jobs`` at once: each slot (its GPU, or its
     share of the CPU cores) takes the next run as soon as its own run ends, so a short run never
     waits for a long one beside it. ``on_done`` is called with each run that completes, in its
-    slot (to pack its record). Returns the runs that failed, in order."""
+    slot (to pack its record). Returns the runs that failed, in order.
+
+    Each start prints the time left: the estimates of the runs not yet ended, shared among the
+    ``jobs`` slots and, once runs have ended here, scaled by what they took over what they were
+    estimated to take (the cost model's timings come from another machine or code)."""
     pending = [r for r in runs if r.status != "complete"]
-    failed, start, lock = set(), time.time(), threading.Lock()
-    left = [sum(seconds_per_run(r) for r in pending)]
+    failed, start, lock = set(), clock(), threading.Lock()
+    pace = _Pace(sum(seconds_per_run(r) for r in pending), max(1, jobs))
     slots: queue.SimpleQueue[int] = queue.SimpleQueue()
     for slot in range(jobs):
         slots.put(slot)
 
     def one(i: int, run: PlannedRun) -> None:
         slot = slots.get()
+        began = clock()
         try:
             with lock:
-                elapsed, rest = (time.time() - start) / 60, left[0] / 60
+                elapsed = (began - start) / 60
                 print(f"[run {i + 1}/{len(pending)}] {run.name} seed{run.seed} | {elapsed:.0f} min "
-                      f"elapsed, about {rest:.0f} min left (estimated)", flush=True)  # fmt: skip
+                      f"elapsed, {pace.describe()}", flush=True)  # fmt: skip
             proc = subprocess.Popen(train_command(run, preset), env=_device_env(slot, jobs))
             ok = proc.wait() == 0 and is_complete(run.run_dir)
             if ok and on_done is not None:
@@ -202,11 +207,39 @@ def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[Pl
             if not ok:
                 failed.add(i)
                 print(f"run failed: {run.run_dir} (see its train.log)", flush=True)
-            left[0] -= seconds_per_run(run)
+            pace.ended(seconds_per_run(run), clock() - began if ok else None)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, range(len(pending)), pending))
     return [run for i, run in enumerate(pending) if i in failed]
+
+
+@dataclass
+class _Pace:
+    """The time a local sweep has left: the estimated seconds of the runs not yet ended, over
+    the slots that run them, times the ratio of measured to estimated seconds of the runs that
+    completed here (1 until one has)."""
+
+    left: float  # estimated seconds of the runs not yet ended
+    jobs: int
+    estimated: float = 0.0  # of the runs that completed here
+    measured: float = 0.0
+    completed: int = 0
+
+    def ended(self, estimate: float, took: float | None) -> None:
+        """A run ended: ``took`` its seconds if it completed, None if it failed."""
+        self.left -= estimate
+        if took is not None and estimate > 0:
+            self.estimated, self.measured = self.estimated + estimate, self.measured + took
+            self.completed += 1
+
+    def describe(self) -> str:
+        minutes = self.left / self.jobs / 60
+        if not self.completed:
+            return f"about {minutes:.0f} min left (estimated)"
+        ratio = self.measured / self.estimated
+        return (f"about {minutes * ratio:.0f} min left (estimated, x{ratio:.2f} as the "
+                f"{self.completed} run(s) completed here took)")  # fmt: skip
 
 
 def _device_env(slot: int, jobs: int = 1) -> dict[str, str]:

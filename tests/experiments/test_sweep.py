@@ -237,3 +237,56 @@ def test_a_slot_takes_the_next_run_as_soon_as_its_own_ends(in_tmp, monkeypatch):
     assert when[("start", "t1_var")][1] < when[("end", "t1_topk")][1]
     assert when[("start", "t1_var")][0] == when[("start", "t1_mean")][0]
     assert when[("start", "t1_topk")][0] != when[("start", "t1_mean")][0]
+
+
+def _runs_taking(monkeypatch, seconds, outcome=lambda name: 0):
+    """Fake trainings that each advance a fake clock by ``seconds`` and complete unless
+    ``outcome`` (of the experiment's name) is non-zero; returns the clock."""
+    now = [0.0]
+
+    class FakeProc:
+        def __init__(self, cmd, env):
+            self.name = cmd[cmd.index("train") + 1]
+            self.folder = Path(cmd[cmd.index("--work-dir") + 1])
+
+        def wait(self):
+            now[0] += seconds
+            if outcome(self.name):
+                return 1
+            self.folder.mkdir(parents=True)
+            (self.folder / "metrics.json").write_text("{}")
+            return 0
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeProc)
+    return lambda: now[0]
+
+
+def test_the_time_left_is_scaled_by_what_the_completed_runs_took(in_tmp, monkeypatch, capsys):
+    """Three runs estimated at 10 min that take 15: 30 min left at the start, then the 20 min
+    of estimates left times 15/10 = 30, then 10 x 1.5 = 15."""
+    clock = _runs_taking(monkeypatch, 900.0)
+    runs = _plan(["t1_topk", "t1_mean", "t1_var"])
+    assert sweep.run_local(runs, "tiny", lambda run: 600.0, clock=clock) == []
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run")]
+    assert [line.split(" | ")[1] for line in lines] == [
+        "0 min elapsed, about 30 min left (estimated)",
+        "15 min elapsed, about 30 min left (estimated, x1.50 as the 1 run(s) completed here took)",
+        "30 min elapsed, about 15 min left (estimated, x1.50 as the 2 run(s) completed here took)",
+    ]
+
+
+def test_the_time_left_is_shared_among_the_slots_and_a_failed_run_does_not_scale_it(
+        in_tmp, monkeypatch, capsys):  # fmt: skip
+    """A run that failed ends its estimate without telling how long a complete one takes; two
+    slots halve the 30 min of estimates of three runs."""
+    clock = _runs_taking(monkeypatch, 900.0, outcome=lambda name: name == "t1_topk")
+    runs = _plan(["t1_topk", "t1_mean"])
+    assert sweep.run_local(runs, "tiny", lambda run: 600.0, clock=clock) == runs[:1]
+    others = _plan(["t1_var", "t1_topk_var", "t1_topk_mean_var"])
+    assert sweep.run_local(others, "tiny", lambda run: 600.0, jobs=2, clock=clock) == []
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run")]
+    assert [line.split(", ", 1)[1] for line in lines[:3]] == [
+        "about 20 min left (estimated)",
+        "about 10 min left (estimated)",  # t1_topk failed: no scaling
+        "about 15 min left (estimated)",  # the first of 3 runs on 2 slots
+    ]
