@@ -180,7 +180,7 @@ def run_local(runs: list[PlannedRun], preset: str, seconds_per_run: Callable[[Pl
     slot (to pack its record). Returns the runs that failed, in order.
 
     Each start prints the time left: the estimates of the runs not yet ended, shared among the
-    ``jobs`` slots and, once runs have ended here, scaled by what they took over what they were
+    ``jobs`` slots and, once runs have completed here, scaled by what they took over what they were
     estimated to take (the cost model's timings come from another machine or code)."""
     pending = [r for r in runs if r.status != "complete"]
     failed, start, lock = set(), clock(), threading.Lock()
